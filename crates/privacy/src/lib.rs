@@ -1,0 +1,17 @@
+//! Differential-privacy machinery of privpkt, free of any ML framework.
+//!
+//! - [`accountant`]: RDP and PRV accountants for DP-SGD with Poisson sampling, σ calibration,
+//!   step budgets and a serialisable summary (re-exported at the crate root);
+//! - [`noise`]: ChaCha20 Gaussian noise, reproducible across thread counts;
+//! - [`clip`]: per-example clipping factors.
+
+pub mod accountant;
+pub mod clip;
+pub mod error;
+pub mod noise;
+mod special;
+
+pub use accountant::*;
+pub use clip::{clip_factors, clip_factors_into};
+pub use error::{PrivacyError, Result};
+pub use noise::{add_gaussian_noise, NoiseGenerator, SeedSource, NOISE_CHUNK};

@@ -1,0 +1,63 @@
+//! Progress bars and number formatting shared by the commands.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A byte-counting progress bar on stderr; hidden when `quiet` (JSON output) or not a terminal.
+pub fn bytes_bar(total: u64, msg: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    if quiet {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// Parse sizes like `500K`, `2GB`, `1.5GiB`, `1000000`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad size `{s}` (e.g. 500K, 20MB, 2GB)"))?;
+    let mult = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("bad size unit `{u}` in `{s}` (use K, M or G)")),
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("500K").unwrap(), 512_000);
+        assert_eq!(super::parse_size("2GB").unwrap(), 2 << 30);
+        assert_eq!(super::parse_size("1.5m").unwrap(), 1_572_864);
+        assert!(super::parse_size("12 parsecs").is_err());
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+    }
+}
