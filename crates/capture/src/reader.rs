@@ -281,8 +281,9 @@ where
         nanos,
         modified,
     });
-    // The top bits of the link type field carry FCS information (pcap spec §"LinkType"); mask them.
-    let linktype = (header.network.0 as u32) & 0x0fff_ffff;
+    // Only the low 16 bits are the link type; the upper bits carry FCS-length flags and
+    // reserved bits (libpcap's LT_LINKTYPE does the same).
+    let linktype = (header.network.0 as u32) & 0xffff;
     if header.network.0 as u32 != linktype {
         report.skip(
             format!(
@@ -501,7 +502,7 @@ where
             Ok((_, block)) => match block {
                 Block::SectionHeader(_) => ifaces.clear(),
                 Block::InterfaceDescription(idb) => {
-                    let linktype = (idb.linktype.0 as u32) & 0x0fff_ffff;
+                    let linktype = (idb.linktype.0 as u32) & 0xffff;
                     let resolution = match idb.ts_resolution() {
                         Some(r) if r > 0 => r,
                         _ => {

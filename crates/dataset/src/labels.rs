@@ -153,6 +153,9 @@ pub struct FlowLabels {
     pub rows: u64,
     /// Rows with an empty label value (e.g. flows not chosen for a label set).
     pub empty: u64,
+    /// Rows skipped because an endpoint does not parse, and the first of them (line, reason).
+    pub bad_rows: u64,
+    pub first_bad: Option<(u64, String)>,
     has_file: bool,
 }
 
@@ -202,13 +205,18 @@ impl FlowLabels {
             };
             let ep = |c: usize| {
                 let s = rec.get(c).unwrap_or("");
-                parse_endpoint(s).ok_or_else(|| LabelError::Line {
-                    path: path.to_path_buf(),
-                    line,
-                    msg: format!("bad endpoint `{s}` (expected ip:port or [ipv6]:port)"),
-                })
+                parse_endpoint(s).ok_or_else(|| format!("bad endpoint `{s}` (expected ip:port or [ipv6]:port)"))
             };
-            let key = FlowKey::new(l4, ep(ac)?, ep(bc)?);
+            // One unparseable row (the nDPI corpus has one, from a fuzzed capture) must not
+            // cost the whole file: it is skipped, counted and reported.
+            let key = match (ep(ac), ep(bc)) {
+                (Ok(a), Ok(b)) => FlowKey::new(l4, a, b),
+                (Err(m), _) | (_, Err(m)) => {
+                    out.bad_rows += 1;
+                    out.first_bad.get_or_insert((line, m));
+                    continue;
+                }
+            };
             let mut label = rec.get(labc).unwrap_or("").trim().to_string();
             if label.is_empty() {
                 out.empty += 1;
@@ -239,7 +247,25 @@ impl FlowLabels {
                 }
             }
         }
+        if out.map.is_empty() && out.bad_rows > 0 {
+            let (line, msg) = out.first_bad.clone().unwrap_or_default();
+            return Err(LabelError::Line {
+                path: path.to_path_buf(),
+                line,
+                msg: format!("{msg}; no row of the file is usable ({} bad rows)", out.bad_rows),
+            });
+        }
         Ok(out)
+    }
+
+    /// A warning for the manifest about rows that could not be used, if any.
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        let (line, msg) = self.first_bad.as_ref()?;
+        Some(format!(
+            "{}: {} row(s) skipped, first at line {line}: {msg}",
+            path.display(),
+            self.bad_rows
+        ))
     }
 
     pub fn get(&self, capture: &Path, key: &FlowKey) -> Option<&str> {
@@ -554,6 +580,16 @@ mod tests {
         std::fs::write(&p, "l4,endpoint_a,endpoint_b,c\nTCP,10.0.0.1:1,garbage,x\n").unwrap();
         let e = FlowLabels::load(&p, &"c".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("garbage"), "{e}");
+        // one bad row among good ones: skipped and reported, the rest kept
+        std::fs::write(
+            &p,
+            "l4,endpoint_a,endpoint_b,c\nTCP,10.0.0.1:1,10.0.0.2:2,x\nUDP,[302e::3d00::8001]:0,10.0.0.2:2,y\n",
+        )
+        .unwrap();
+        let l = FlowLabels::load(&p, &"c".parse().unwrap()).unwrap();
+        assert_eq!((l.len(), l.bad_rows), (1, 1));
+        let w = l.warning(&p).unwrap();
+        assert!(w.contains("line 3") && w.contains("302e::3d00::8001"), "{w}");
     }
 
     #[test]

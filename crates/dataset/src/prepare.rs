@@ -528,6 +528,9 @@ fn build(
     let kept: Vec<usize> = (0..n_all).filter(|&i| keep[i]).collect();
     let (kept_groups, kept_labels): (Vec<u64>, Vec<u32>) = kept.iter().map(|&i| (groups[i], labels[i])).unzip();
     let (splits, mut warnings) = assign(&kept_groups, &kept_labels, &classes, &cfg.split);
+    if let (LabelSource::Flows(f), Some(file)) = (&cfg.labels, &cfg.label_spec.file) {
+        warnings.extend(f.warning(Path::new(file)));
+    }
     if cfg.split.unit == SplitUnit::Packet {
         warnings.insert(
             0,

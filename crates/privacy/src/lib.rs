@@ -5,6 +5,8 @@
 //! - [`noise`]: ChaCha20 Gaussian noise, reproducible across thread counts;
 //! - [`clip`]: per-example clipping factors.
 
+#![warn(missing_docs)]
+
 pub mod accountant;
 pub mod clip;
 pub mod error;

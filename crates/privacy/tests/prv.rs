@@ -161,6 +161,21 @@ fn single_step_matches_closed_form() {
 }
 
 #[test]
+fn small_delta_and_tiny_q() {
+    // δ = 1e-10: dp-accounting 0.6.0 PLD (interval 1e-5, connect-the-dots) gives
+    // 3.2904529922734542. Opacus 1.6.0 gives estimate 3.290630952 here: its cell masses are
+    // differences of CDFs near 1, which lose digits in the tail that decides δ = 1e-10.
+    let e = prv_epsilon(&[phase(0.01, 1.0, 1000)], 1e-10, PrvOptions::default()).unwrap();
+    let pld = 3.2904529922734542;
+    assert!(e.eps_lower <= pld && pld <= e.eps_upper, "{e:?}");
+    assert!((e.eps_estimate - pld).abs() < 1e-3, "{e:?}");
+    // q = 1e-5, 1e5 steps: Opacus 1.6.0 (0.000779188, 0.010780628, 0.020782072).
+    let e = prv_epsilon(&[phase(1e-5, 1.0, 100_000)], 1e-5, PrvOptions::default()).unwrap();
+    assert!((e.eps_estimate - 0.010780628).abs() < 1e-6, "{e:?}");
+    assert!((e.eps_upper - 0.020782072).abs() < 1e-6, "{e:?}");
+}
+
+#[test]
 fn heterogeneous_phases() {
     let a = phase(0.01, 1.0, 500);
     let b = phase(0.02, 1.5, 300);

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_inspect;
 mod cmd_prepare;
+mod cmd_privacy;
 mod cmd_synth;
 mod demo;
 mod plots;
@@ -34,6 +35,8 @@ enum Cmd {
     Prepare(cmd_prepare::PrepareArgs),
     /// Summarise a dataset: counts per class, flow and capture, skipped records; draw plots.
     Inspect(cmd_inspect::InspectArgs),
+    /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
+    Privacy(cmd_privacy::PrivacyArgs),
     /// Run the whole pipeline on an embedded default (synthetic traffic), end to end.
     Demo(demo::DemoArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Cmd::Synth(a) => cmd_synth::run(a),
         Cmd::Prepare(a) => cmd_prepare::run(a),
         Cmd::Inspect(a) => cmd_inspect::run(a),
+        Cmd::Privacy(a) => cmd_privacy::run(a),
         Cmd::Demo(a) => demo::run(a),
     };
     match r {

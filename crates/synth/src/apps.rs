@@ -142,6 +142,8 @@ pub(crate) struct UnitSpec {
     pub dns: Option<DnsSpec>,
     /// Browsing flows are started in page-load clusters by the file writer.
     pub clustered: bool,
+    /// TCP MSS the schedule used (announced in the SYN options).
+    pub mss: u16,
 }
 
 /// A labelled flow's spec and packet schedule.
@@ -161,6 +163,7 @@ struct FlowInfo {
     rtp: (u8, u32),
     tos: u8,
     clustered: bool,
+    mss: u16,
 }
 
 impl FlowInfo {
@@ -173,6 +176,7 @@ impl FlowInfo {
             rtp: (0, 0),
             tos: 0,
             clustered: false,
+            mss: 0,
         }
     }
 }
@@ -217,6 +221,7 @@ pub(crate) fn gen_unit(p: &UnitParams, ordinal: u64) -> Unit {
             tos: info.tos,
             dns: None,
             clustered: info.clustered,
+            mss: info.mss,
         },
         ev,
         inner: 1,
@@ -224,20 +229,13 @@ pub(crate) fn gen_unit(p: &UnitParams, ordinal: u64) -> Unit {
 }
 
 /// Runs the model of `cat` for one flow over an IP MTU of `mtu`.
-fn gen_flow(
-    rng: &mut Rng,
-    cat: Category,
-    b: bool,
-    cap: usize,
-    mtu: usize,
-    ipv6: bool,
-) -> (FlowInfo, Vec<Ev>) {
+fn gen_flow(rng: &mut Rng, cat: Category, b: bool, cap: usize, mtu: usize, ipv6: bool) -> (FlowInfo, Vec<Ev>) {
     let ip = if ipv6 { 40 } else { 20 };
     let quic = cat == Category::Streaming && b;
     let udp = cat == Category::Voip || quic;
     let mss = (mtu - ip - if udp { 8 } else { 20 }) as u16;
     let mut s = Sched::new(rng, cap, mss);
-    let info = match cat {
+    let mut info = match cat {
         Category::Chat => chat(&mut s, b),
         Category::Streaming if quic => stream_quic(&mut s),
         Category::Streaming => stream_tcp(&mut s),
@@ -245,6 +243,7 @@ fn gen_flow(
         Category::FileTransfer => bulk(&mut s, b),
         Category::Browsing => web(&mut s, b),
     };
+    info.mss = mss;
     (info, s.finish())
 }
 
@@ -282,11 +281,7 @@ fn chat(s: &mut Sched, b: bool) -> FlowInfo {
             s.record(tk + s.rtt, Dir::S2c, len, false);
         }
         t += secs(think);
-        let dir = if s.rng.random_bool(0.45) {
-            Dir::C2s
-        } else {
-            Dir::S2c
-        };
+        let dir = if s.rng.random_bool(0.45) { Dir::C2s } else { Dir::S2c };
         if s.rng.random_bool(typing_p) {
             for _ in 0..s.rng.random_range(1..=3) {
                 let len = s.rng.random_range(33..=52);
@@ -316,11 +311,7 @@ fn chat(s: &mut Sched, b: bool) -> FlowInfo {
             s.record(tr2, dir.other(), len, false);
         }
     }
-    let first = if s.rng.random_bool(0.5) {
-        Dir::C2s
-    } else {
-        Dir::S2c
-    };
+    let first = if s.rng.random_bool(0.5) { Dir::C2s } else { Dir::S2c };
     let rst = s.rng.random_bool(0.1);
     s.close(first, rst, 0);
     FlowInfo::tls(if b { &CHAT_B } else { &CHAT_A })
@@ -504,6 +495,7 @@ fn voip(s: &mut Sched, b: bool) -> FlowInfo {
         rtp: (pt, step),
         tos: if s.rng.random_bool(0.5) { 0xb8 } else { 0 },
         clustered: false,
+        mss: 0,
     }
 }
 
@@ -711,6 +703,7 @@ fn vpn_unit(rng: &mut Rng, p: &UnitParams, ipv6: bool, b: bool) -> Unit {
             tos: 0,
             dns: None,
             clustered: false,
+            mss: 0,
         },
         ev,
         inner: k,
@@ -822,6 +815,7 @@ pub(crate) fn gen_dns(seed: u64, class_key: u64, file_idx: u64, j: u64, ipv6_fra
             tos: 0,
             dns: Some(DnsSpec { qname, queries }),
             clustered: false,
+            mss: 0,
         },
         ev,
         inner: 0,

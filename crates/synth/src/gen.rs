@@ -2,7 +2,7 @@
 //! gives them addresses and start times, merges all packets by time and
 //! builds each packet's bytes just before writing it.
 
-use crate::apps::{gen_unit, L4, PortSel, Unit};
+use crate::apps::{gen_unit, PortSel, Unit, L4};
 use crate::build::{build_packet, doc_v4, doc_v6, pick_port, Host, UnitState};
 use crate::plan::{dns_units, unit_params, ClassDef, FilePlan, Fmt};
 use crate::rng::{self, ms, rng_for, secs};
@@ -92,7 +92,12 @@ pub(crate) fn write_file(
     let client_v4 = match frng.random_range(0..3) {
         0 => [192, 168, frng.random(), frng.random_range(2..=254)],
         1 => [10, frng.random(), frng.random(), frng.random_range(2..=254)],
-        _ => [172, frng.random_range(16..32), frng.random(), frng.random_range(2..=254)],
+        _ => [
+            172,
+            frng.random_range(16..32),
+            frng.random(),
+            frng.random_range(2..=254),
+        ],
     };
     let mut client_v6 = doc_v6(&mut frng);
     client_v6[8..].fill(0);
@@ -171,11 +176,7 @@ pub(crate) fn write_file(
         st.sport = pick_port(spec.server_port, &mut ephemeral, &mut frng);
         st.cport = pick_port(spec.client_port, &mut ephemeral, &mut frng);
         while !used.insert((spec.l4, st.cport, st.server, st.sport)) {
-            st.cport = if st.cport == u16::MAX {
-                1024
-            } else {
-                st.cport + 1
-            };
+            st.cport = if st.cport == u16::MAX { 1024 } else { st.cport + 1 };
             if spec.client_port == PortSel::Ephemeral {
                 ephemeral = st.cport;
             }
@@ -210,9 +211,7 @@ pub(crate) fn write_file(
     let file = File::create(&path).map_err(io_err)?;
     let bw = BufWriter::with_capacity(1 << 20, file);
     let mut sink = match plan.layout.fmt {
-        Fmt::Pcap => Sink::Pcap(
-            PcapWriter::new(bw, plan.layout.links[0].linktype(), cfg.writer).map_err(io_err)?,
-        ),
+        Fmt::Pcap => Sink::Pcap(PcapWriter::new(bw, plan.layout.links[0].linktype(), cfg.writer).map_err(io_err)?),
         Fmt::PcapNg => {
             let mut w = PcapNgWriter::new(bw, cfg.writer).map_err(io_err)?;
             for (l, &r) in plan.layout.links.iter().zip(&plan.layout.tsresol) {

@@ -70,14 +70,11 @@ impl FromStr for Category {
     type Err = SynthError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        Category::ALL
-            .into_iter()
-            .find(|c| c.as_str() == norm)
-            .ok_or_else(|| {
-                SynthError::InvalidConfig(format!(
-                    "unknown category {s:?} (expected chat, streaming, voip, file_transfer or browsing)"
-                ))
-            })
+        Category::ALL.into_iter().find(|c| c.as_str() == norm).ok_or_else(|| {
+            SynthError::InvalidConfig(format!(
+                "unknown category {s:?} (expected chat, streaming, voip, file_transfer or browsing)"
+            ))
+        })
     }
 }
 
@@ -213,11 +210,7 @@ pub const MIN_FILE_BYTES: u64 = 64 * 1024;
 impl SynthConfig {
     /// Class names in generation order: plain categories, then `vpn_*`.
     pub fn class_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .categories
-            .iter()
-            .map(|c| c.as_str().to_string())
-            .collect();
+        let mut v: Vec<String> = self.categories.iter().map(|c| c.as_str().to_string()).collect();
         if self.vpn {
             v.extend(self.categories.iter().map(|c| format!("vpn_{c}")));
         }
@@ -264,15 +257,9 @@ pub enum SynthError {
     #[error("invalid synth configuration: {0}")]
     InvalidConfig(String),
     #[error("cannot create output directory {}: {source}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// One written capture file.
@@ -333,10 +320,7 @@ pub fn generate(
         .collect();
     let n = classes.len() as u64;
     let budgets: Vec<Option<u64>> = (0..n)
-        .map(|i| {
-            cfg.target_bytes
-                .map(|t| (t / n + u64::from(i < t % n)).max(1))
-        })
+        .map(|i| cfg.target_bytes.map(|t| (t / n + u64::from(i < t % n)).max(1)))
         .collect();
     let plans: Vec<plan::FilePlan> = classes
         .par_iter()

@@ -8,9 +8,7 @@
 use crate::apps::{gen_dns, gen_unit, Tunnel, Unit, UnitParams};
 use crate::build::{ip_len, Link};
 use crate::rng::{self, rng_for};
-use crate::writer::{
-    pcap_record_len, pcapng_epb_len, pcapng_idb_len, PCAPNG_SHB_LEN, PCAP_HEADER_LEN,
-};
+use crate::writer::{pcap_record_len, pcapng_epb_len, pcapng_idb_len, PCAPNG_SHB_LEN, PCAP_HEADER_LEN};
 use crate::{CaptureFormat, Category, LinkKind, SynthConfig};
 use rand::Rng as _;
 
@@ -68,9 +66,7 @@ impl FileLayout {
             LinkKind::Mixed if fmt == Fmt::PcapNg => vec![cycle[c % 4], cycle[(c + 2) % 4]],
             LinkKind::Mixed => vec![cycle[c % 4]],
         };
-        let tsresol = (0..links.len())
-            .map(|i| if (c + i) % 2 == 0 { 6 } else { 9 })
-            .collect();
+        let tsresol = (0..links.len()).map(|i| if (c + i) % 2 == 0 { 6 } else { 9 }).collect();
         let tunnel = if r.random_bool(0.5) {
             Tunnel::OpenVpn
         } else {
@@ -89,10 +85,7 @@ impl FileLayout {
     pub(crate) fn header_len(&self) -> u64 {
         match self.fmt {
             Fmt::Pcap => PCAP_HEADER_LEN as u64,
-            Fmt::PcapNg => {
-                (PCAPNG_SHB_LEN + self.tsresol.iter().map(|&r| pcapng_idb_len(r)).sum::<usize>())
-                    as u64
-            }
+            Fmt::PcapNg => (PCAPNG_SHB_LEN + self.tsresol.iter().map(|&r| pcapng_idb_len(r)).sum::<usize>()) as u64,
         }
     }
 
@@ -105,11 +98,7 @@ impl FileLayout {
     }
 
     /// On-disk bytes of each packet of `unit` written on `iface`.
-    pub(crate) fn unit_sizes<'a>(
-        &'a self,
-        unit: &'a Unit,
-        iface: u32,
-    ) -> impl Iterator<Item = u64> + 'a {
+    pub(crate) fn unit_sizes<'a>(&'a self, unit: &'a Unit, iface: u32) -> impl Iterator<Item = u64> + 'a {
         unit.ev
             .iter()
             .map(move |e| self.record_len(iface, ip_len(unit.spec.ipv6, e)))
@@ -235,12 +224,7 @@ fn scale(cfg: &SynthConfig, class: &ClassDef, idx: usize, budget: u64) -> (usize
 /// Plans all files of one class. With `budget`, files are added until the
 /// class's bytes reach it (the last flow is cut to land on it); otherwise
 /// `captures_per_class` captures of `flows_per_capture` flows are made.
-pub(crate) fn plan_class(
-    cfg: &SynthConfig,
-    class: &ClassDef,
-    idx: usize,
-    budget: Option<u64>,
-) -> Vec<FilePlan> {
+pub(crate) fn plan_class(cfg: &SynthConfig, class: &ClassDef, idx: usize, budget: Option<u64>) -> Vec<FilePlan> {
     let (cap, per_capture) = match budget {
         Some(b) => scale(cfg, class, idx, b),
         None => (cfg.max_packets_per_flow, cfg.flows_per_capture),

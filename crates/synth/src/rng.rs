@@ -13,7 +13,7 @@ pub(crate) type Rng = ChaCha8Rng;
 
 /// Stream purposes, mixed into seeds so streams never collide.
 pub(crate) const S_UNIT: u64 = 0x756e_6974;
-pub(crate) const S_DNS: u64 = 0x646e_73;
+pub(crate) const S_DNS: u64 = 0x0064_6e73;
 pub(crate) const S_FILE_PLAN: u64 = 0x706c_616e;
 pub(crate) const S_FILE_RT: u64 = 0x6669_6c65;
 pub(crate) const S_BYTES: u64 = 0x6279_7465;
@@ -28,9 +28,7 @@ pub(crate) fn splitmix(mut z: u64) -> u64 {
 
 /// Mixes a seed with a path of identifiers into one 64-bit seed.
 pub(crate) fn derive(seed: u64, parts: &[u64]) -> u64 {
-    parts
-        .iter()
-        .fold(splitmix(seed), |h, &p| splitmix(h ^ splitmix(p)))
+    parts.iter().fold(splitmix(seed), |h, &p| splitmix(h ^ splitmix(p)))
 }
 
 /// RNG for one (seed, identifiers...) stream.

@@ -252,11 +252,7 @@ impl<'r> Sched<'r> {
             let mut n = 0;
             while remaining > 0 && n < cwnd && !self.full() {
                 let seg = remaining.min(mss);
-                let (shape, a) = if first {
-                    (first_shape, aux)
-                } else {
-                    (Shape::Random, 0)
-                };
+                let (shape, a) = if first { (first_shape, aux) } else { (Shape::Random, 0) };
                 first = false;
                 self.push(t, dir, Kind::Ack, shape, seg as usize, a);
                 last = t;

@@ -17,6 +17,8 @@ pub mod linktype {
     pub const LINUX_SLL: u32 = 113;
 }
 
+pub use linktype::{ETHERNET, LINUX_SLL, RAW};
+
 /// Snapshot length advertised in file headers; packets are always written whole.
 pub const SNAPLEN: u32 = 65535;
 
@@ -71,11 +73,7 @@ impl<W: Write> PcapWriter<W> {
     /// Writes the 24-byte global header and returns the writer.
     pub fn new(mut w: W, linktype: u32, opts: WriterOptions) -> io::Result<Self> {
         let be = opts.big_endian;
-        let magic: u32 = if opts.nanosecond {
-            0xa1b2_3c4d
-        } else {
-            0xa1b2_c3d4
-        };
+        let magic: u32 = if opts.nanosecond { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
         let mut h = Vec::with_capacity(PCAP_HEADER_LEN);
         put_u32(&mut h, be, magic);
         put_u16(&mut h, be, 2);
@@ -85,11 +83,7 @@ impl<W: Write> PcapWriter<W> {
         put_u32(&mut h, be, SNAPLEN);
         put_u32(&mut h, be, linktype);
         w.write_all(&h)?;
-        Ok(Self {
-            w,
-            opts,
-            hdr: [0; 16],
-        })
+        Ok(Self { w, opts, hdr: [0; 16] })
     }
 
     /// Appends one record; `ts_ns` is nanoseconds since the Unix epoch and is
@@ -107,8 +101,8 @@ impl<W: Write> PcapWriter<W> {
                 "timestamp beyond 2106 does not fit classic pcap",
             )
         })?;
-        let origlen = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
+        let origlen =
+            u32::try_from(data.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
         let caplen = origlen.min(SNAPLEN);
         put_u32_at(&mut self.hdr, 0, be, sec);
         put_u32_at(&mut self.hdr, 4, be, frac as u32);
@@ -203,8 +197,8 @@ impl<W: Write> PcapNgWriter<W> {
                 "if_tsresol exponent above 9 is not supported",
             ));
         }
-        let lt = u16::try_from(linktype)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "linktype above 65535"))?;
+        let lt =
+            u16::try_from(linktype).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "linktype above 65535"))?;
         let be = self.be;
         let len = pcapng_idb_len(tsresol_exponent);
         let mut b = Vec::with_capacity(len);
@@ -230,12 +224,13 @@ impl<W: Write> PcapNgWriter<W> {
     /// Appends an Enhanced Packet Block on interface `iface_id`; `ts_ns` is
     /// nanoseconds since the Unix epoch, scaled to the interface resolution.
     pub fn write_packet(&mut self, iface_id: u32, ts_ns: u64, data: &[u8]) -> io::Result<()> {
-        let units = *self.ifaces.get(iface_id as usize).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "unknown pcapng interface id")
-        })?;
+        let units = *self
+            .ifaces
+            .get(iface_id as usize)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown pcapng interface id"))?;
         let ts = ts_ns / (1_000_000_000 / units);
-        let origlen = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
+        let origlen =
+            u32::try_from(data.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large"))?;
         let caplen = origlen.min(SNAPLEN) as usize;
         let block_len = pcapng_epb_len(caplen) as u32;
         let be = self.be;

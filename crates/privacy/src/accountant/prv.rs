@@ -6,10 +6,12 @@
 //! (P = (1−q)N(0,σ²) + qN(1,σ²), Q = N(0,σ²)) is truncated to [−L, L], discretised on a uniform
 //! mesh with cell-centred masses whose mean is matched to the continuous mean, composed with
 //! one FFT power, and δ(ε) = E[(1 − e^{ε−Y})₊] is inverted exactly between mesh points.
-//! L comes from the RDP tail bound (paper's Remark 5.6) and the mesh from Theorem 5.5, which
-//! guarantee that the true ε lies in [ε̂(δ + δ_err) − ε_err, ε̂(δ − δ_err) + ε_err].
+//! The mesh comes from Theorem 5.5 and L from RDP tail bounds as in the reference code's
+//! `compute_safe_domain_size` (Remark 5.6; Opacus notes the code deviates subtly from the remark,
+//! harmless for eps_error < 1); together they bound the true ε by
+//! [ε̂(δ + δ_err) − ε_err, ε̂(δ − δ_err) + ε_err].
 //!
-//! Differences from the reference implementation, all on the safe side:
+//! Differences from the reference implementation, none of which weakens those bounds:
 //! - the grid is widened to an FFT-friendly size (a larger L only reduces truncation error);
 //! - heterogeneous phases are multiplied in Fourier space (one circular convolution, as in the
 //!   paper's Algorithm 1) instead of a linear convolution tree;
@@ -29,7 +31,7 @@ use crate::special::{gauss_legendre, log_add, NeumaierSum};
 /// Default ε error of the PRV accountant, as Opacus's `PRVAccountant.get_epsilon`.
 pub const DEFAULT_EPS_ERROR: f64 = 0.01;
 
-/// Largest discretisation grid (points) the accountant will allocate (~0.5 GiB of work memory).
+/// Largest discretisation grid (points) the accountant will allocate (~1 GiB of work memory).
 pub const MAX_PRV_GRID: usize = 1 << 24;
 
 /// Accuracy knobs of the PRV accountant.

@@ -1,0 +1,148 @@
+//! The `privpkt` binary as scripts use it: exit codes, JSON shapes, error messages.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn privpkt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_privpkt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("runs")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn synth_prepare_inspect_json() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let s = json(&privpkt(
+        &[
+            "synth",
+            "--out",
+            "caps",
+            "--categories",
+            "chat,voip",
+            "--captures-per-class",
+            "2",
+            "--flows-per-capture",
+            "3",
+            "--json",
+        ],
+        p,
+    ));
+    assert_eq!(s["files"], 8);
+    let r = json(&privpkt(
+        &[
+            "prepare",
+            "caps",
+            "--out",
+            "ds",
+            "--label-column",
+            "category+vpn",
+            "--json",
+        ],
+        p,
+    ));
+    assert_eq!(r["representation"], "deeppacket");
+    let classes = r["classes"].as_object().unwrap();
+    for c in ["chat", "voip", "vpn_chat", "vpn_voip"] {
+        assert!(classes.contains_key(c), "{c} missing: {classes:?}");
+    }
+    // the background DNS flows are labelled `dns`, but Deep Packet drops DNS: no such class
+    assert!(!classes.contains_key("dns"));
+    assert!(r["mb_per_s"].as_f64().unwrap() > 0.0);
+    let i = json(&privpkt(
+        &["inspect", "ds", "--json", "--plots", "plots", "--format", "svg"],
+        p,
+    ));
+    assert_eq!(i["classes"]["chat"]["samples"], classes["chat"]);
+    assert!(i["classes"]["chat"]["flows"].as_u64().unwrap() >= 2);
+    assert!(i["captures"].as_array().unwrap().len() == 8);
+    assert!(p.join("plots/packet_sizes.svg").exists());
+    let svg = std::fs::read_to_string(p.join("plots/packet_sizes.svg")).unwrap();
+    assert!(svg.contains("vpn_voip"));
+    // FlowPic, sparse (R > 64) and dense (mini)
+    for (extra, name) in [(&["--resolution", "100"][..], "fp100"), (&["--mini"][..], "fpmini")] {
+        let mut args = vec!["prepare", "caps", "--out", name, "--repr", "flowpic", "--json"];
+        args.extend_from_slice(extra);
+        json(&privpkt(&args, p));
+        let i = json(&privpkt(
+            &["inspect", name, "--json", "--plots", &format!("{name}-plots")],
+            p,
+        ));
+        assert_eq!(i["representation"], "flowpic");
+        assert!(p.join(format!("{name}-plots/flowpics.png")).exists());
+    }
+}
+
+#[test]
+fn errors_are_clear_and_nonzero() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let o = privpkt(&["prepare", "missing-dir", "--out", "ds", "--labels", "nope.csv"], p);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("nope.csv"), "{e}");
+    std::fs::create_dir(p.join("empty")).unwrap();
+    let o = privpkt(&["prepare", "empty", "--out", "ds"], p);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("no label source"), "{e}");
+    let o = privpkt(&["inspect", "empty"], p);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("not a privpkt dataset"), "{e}");
+    let o = privpkt(&["privacy", "--q", "0", "--sigma", "1", "--steps", "10"], p);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("q = 0"), "{e}");
+}
+
+#[test]
+fn privacy_json_has_a_key_per_accountant() {
+    let d = tempfile::tempdir().unwrap();
+    let v = json(&privpkt(
+        &[
+            "privacy", "--q", "0.0064", "--sigma", "1.0", "--steps", "1000", "--delta", "1e-5", "--json",
+        ],
+        d.path(),
+    ));
+    // golden values (Opacus 1.6): RDP 1.428798 at α 9.2, PRV 1.1382
+    let rdp = v["rdp"]["epsilon"].as_f64().unwrap();
+    assert!((rdp - 1.428798).abs() < 1e-4 * 1.428798, "{rdp}");
+    let prv = &v["prv"];
+    assert!(prv["eps_lower"].as_f64().unwrap() <= 1.1382 && 1.1382 <= prv["eps_upper"].as_f64().unwrap() + 1e-4);
+    let c = json(&privpkt(
+        &[
+            "privacy",
+            "--q",
+            "0.0064",
+            "--epsilon",
+            "1.5",
+            "--steps",
+            "1000",
+            "--json",
+        ],
+        d.path(),
+    ));
+    let s = c["rdp"]["sigma"].as_f64().unwrap();
+    assert!(s < 1.0 && c["rdp"]["epsilon"].as_f64().unwrap() <= 1.5);
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let o = privpkt(&["demo", "--out", "demo"], d.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("demo finished"), "{out}");
+    for f in [
+        "dataset-deeppacket/manifest.json",
+        "dataset-flowpic/manifest.json",
+        "dataset-flowpic/plots/flowpics.png",
+    ] {
+        assert!(d.path().join("demo").join(f).exists(), "{f}");
+    }
+}
