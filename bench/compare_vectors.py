@@ -145,12 +145,10 @@ def load_reference(d):
 
 def capture_keys(a, b):
     """Name captures by file name, or by full path where file names repeat."""
-    names = [os.path.basename(p) for p in a.captures + b.captures]
     dup = len(set(os.path.basename(p) for p in a.captures)) != len(a.captures) or \
         len(set(os.path.basename(p) for p in b.captures)) != len(b.captures)
     if dup:
         return [os.path.normpath(p) for p in a.captures], [os.path.normpath(p) for p in b.captures]
-    del names
     return [os.path.basename(p) for p in a.captures], [os.path.basename(p) for p in b.captures]
 
 

@@ -51,7 +51,7 @@ impl Dtype {
 }
 
 /// Fixed header size: 128 bytes holds any shape we write and keeps the data 64-byte aligned.
-const HEADER_LEN: usize = 128;
+pub const HEADER_LEN: usize = 128;
 
 fn header(dtype: Dtype, shape: &[u64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
@@ -124,7 +124,9 @@ impl NpyWriter {
         self.rows
     }
 
-    /// Rewrite the header with the final row count and flush to disk.
+    /// Rewrite the header with the final row count. No fsync: the dataset's manifest, written
+    /// last, is what marks it complete (an interrupted run never looks complete; a power cut
+    /// during the run is caught by the shard-size checks in `Dataset::open`).
     pub fn finish(mut self) -> std::io::Result<u64> {
         self.out.flush()?;
         let mut f = self.out.into_inner().map_err(|e| e.into_error())?;
@@ -132,7 +134,6 @@ impl NpyWriter {
         shape.extend_from_slice(&self.row_shape);
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&header(self.dtype, &shape))?;
-        f.sync_all()?;
         Ok(self.rows)
     }
 }

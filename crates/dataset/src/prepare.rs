@@ -9,7 +9,7 @@
 //! Everything happens in `<out>.partial-<pid>`, renamed to `<out>` at the end, so an interrupted
 //! run never leaves a directory that looks complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use privpkt_capture::{
     extract_from, flowpic::densify, Direction, ExtractConfig, ExtractReport, FlowKey, FlowPicImage, Representation,
     SampleMeta, SampleSink, L4, VECTOR_LEN,
 };
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -27,8 +26,13 @@ use sha2::{Digest, Sha256};
 
 use crate::labels::{iscx_value, ClassMap, IscxLabel, LabelSource, LabelSpec, ISCX_TABLE};
 use crate::npy::{self, Dtype, NpyWriter};
-use crate::split::{assign, Split, SplitConfig, SplitUnit};
+use crate::split::{assign_groups, majority, packet_split, Group, Split, SplitConfig, SplitUnit};
 use crate::store::{CaptureEntry, ClassBalance, IndexRow, Manifest, Shard, Storage, Totals, FORMAT, FORMAT_VERSION};
+
+/// Parts with at least this many rows (or half the shard size, if smaller), all kept, become
+/// shards by a rename; smaller ones are merged so a corpus of many small captures does not
+/// turn into hundreds of shards. A renamed part may hold more rows than `shard_rows`.
+pub const MERGE_MIN_ROWS: usize = 16_384;
 
 /// FlowPics up to this resolution are stored dense (`(n, R, R) u16`), larger ones sparse.
 pub const DENSE_FLOWPIC_MAX: u32 = 64;
@@ -168,7 +172,9 @@ fn candidate_classes(src: &LabelSource, map: &ClassMap) -> Vec<String> {
     out
 }
 
-#[derive(Clone, Copy)]
+/// Per-sample metadata, spilled to a `.rows` file beside each part so memory does not grow
+/// with the number of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct PartRow {
     flow: u64,
     direction: u8,
@@ -181,14 +187,75 @@ struct PartRow {
     nnz: u32,
 }
 
+impl PartRow {
+    const LEN: usize = 30;
+
+    fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.flow.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ts.to_le_bytes());
+        b[16..20].copy_from_slice(&self.label.to_le_bytes());
+        b[20..24].copy_from_slice(&self.nnz.to_le_bytes());
+        b[24..26].copy_from_slice(&self.sport.to_le_bytes());
+        b[26..28].copy_from_slice(&self.dport.to_le_bytes());
+        b[28] = self.direction;
+        b[29] = self.l4 as u8;
+        b
+    }
+
+    fn decode(b: &[u8; Self::LEN]) -> PartRow {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        PartRow {
+            flow: u64_at(0),
+            ts: u64_at(8) as i64,
+            label: u32_at(16),
+            nnz: u32_at(20),
+            sport: u16_at(24),
+            dport: u16_at(26),
+            direction: b[28],
+            l4: if b[29] == L4::Udp as u8 { L4::Udp } else { L4::Tcp },
+        }
+    }
+}
+
+/// Where a capture's samples go first: dense rows straight into an `.npy` file (which becomes
+/// a shard as is when all its rows are kept), sparse FlowPic rows into a raw file.
+enum PartOut {
+    Dense(NpyWriter),
+    Raw(BufWriter<File>),
+}
+
+impl PartOut {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            PartOut::Dense(w) => w.write_rows(b),
+            PartOut::Raw(w) => w.write_all(b),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            PartOut::Dense(w) => w.finish().map(|_| ()),
+            PartOut::Raw(mut w) => w.flush(),
+        }
+    }
+}
+
 struct FileSink<'a> {
     src: &'a LabelSource,
     map: &'a ClassMap,
     cand: &'a HashMap<String, u32>,
     capture: &'a Path,
     file_label: Option<Option<u32>>,
-    out: BufWriter<File>,
-    rows: Vec<PartRow>,
+    out: PartOut,
+    rows: BufWriter<File>,
+    n_rows: u64,
+    /// Samples per candidate class.
+    class_counts: Vec<u64>,
+    /// Flow id → (samples, class): the split groups of this capture.
+    flows: HashMap<u64, (u64, u32)>,
     sparse: bool,
     resolution: u32,
     dropped_by_map: u64,
@@ -198,7 +265,10 @@ struct FileSink<'a> {
 
 impl FileSink<'_> {
     fn push(&mut self, meta: &SampleMeta, nnz: u32) {
-        self.rows.push(PartRow {
+        self.n_rows += 1;
+        self.class_counts[meta.label as usize] += 1;
+        self.flows.entry(meta.flow_id).or_insert((0, meta.label)).0 += 1;
+        let row = PartRow {
             flow: meta.flow_id,
             direction: match meta.direction {
                 Some(Direction::Forward) => 0,
@@ -211,7 +281,12 @@ impl FileSink<'_> {
             sport: meta.src_port,
             dport: meta.dst_port,
             nnz,
-        });
+        };
+        if self.err.is_none() {
+            if let Err(e) = self.rows.write_all(&row.encode()) {
+                self.err = Some(e);
+            }
+        }
     }
 
     fn write(&mut self, bytes_from_scratch: bool, bytes: &[u8]) {
@@ -287,10 +362,14 @@ impl<R: Read> Read for HashingReader<R> {
 struct FileResult {
     path: PathBuf,
     part: PathBuf,
+    rows_path: PathBuf,
+    n_rows: u64,
+    class_counts: Vec<u64>,
+    /// (flow id, samples, class), sorted by flow id.
+    flows: Vec<(u64, u64, u32)>,
     sha256: String,
     bytes: u64,
     report: Result<ExtractReport, String>,
-    rows: Vec<PartRow>,
     dropped_by_map: u64,
 }
 
@@ -301,7 +380,9 @@ fn extract_one(
     part: PathBuf,
     sparse: bool,
     resolution: u32,
+    row: Option<(Dtype, &[u64])>,
 ) -> Result<FileResult, PrepareError> {
+    let rows_path = part.with_extension("rows");
     let file = File::open(path).map_err(io_err(path))?;
     let mut reader = HashingReader {
         inner: BufReader::with_capacity(1 << 16, file),
@@ -318,8 +399,17 @@ fn extract_one(
         cand,
         capture: path,
         file_label,
-        out: BufWriter::with_capacity(1 << 20, File::create(&part).map_err(io_err(&part))?),
-        rows: Vec::new(),
+        out: match row {
+            Some((dtype, shape)) => PartOut::Dense(NpyWriter::create(&part, dtype, shape).map_err(io_err(&part))?),
+            None => PartOut::Raw(BufWriter::with_capacity(
+                1 << 20,
+                File::create(&part).map_err(io_err(&part))?,
+            )),
+        },
+        rows: BufWriter::with_capacity(1 << 16, File::create(&rows_path).map_err(io_err(&rows_path))?),
+        n_rows: 0,
+        class_counts: vec![0; cand.len()],
+        flows: HashMap::new(),
         sparse,
         resolution,
         dropped_by_map: 0,
@@ -332,17 +422,22 @@ fn extract_one(
     if let Some(e) = sink.err.take() {
         return Err(PrepareError::Io { path: part, source: e });
     }
-    sink.out.flush().map_err(io_err(&part))?;
+    sink.rows.flush().map_err(io_err(&rows_path))?;
+    sink.out.finish().map_err(io_err(&part))?;
+    let mut flows: Vec<(u64, u64, u32)> = sink.flows.iter().map(|(&f, &(n, c))| (f, n, c)).collect();
+    flows.sort_unstable();
     let sha256 = reader.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let (rows, dropped_by_map) = (sink.rows, sink.dropped_by_map);
     Ok(FileResult {
         path: path.to_path_buf(),
         part,
+        rows_path,
+        n_rows: sink.n_rows,
+        class_counts: sink.class_counts,
+        flows,
         sha256,
         bytes: reader.bytes,
         report,
-        rows,
-        dropped_by_map,
+        dropped_by_map: sink.dropped_by_map,
     })
 }
 
@@ -431,6 +526,12 @@ fn build(
         Representation::DeepPacket(_) => (false, 0),
     };
 
+    let (dtype, row_shape): (Dtype, Vec<u64>) = match cfg.extract.repr {
+        Representation::DeepPacket(_) => (Dtype::U8, vec![VECTOR_LEN as u64]),
+        Representation::FlowPic(_) => (Dtype::U16, vec![resolution as u64, resolution as u64]),
+    };
+    let dense_row = (!sparse).then_some((dtype, row_shape.as_slice()));
+
     // 1. extract, in parallel, order kept by collect
     let results: Vec<FileResult> = files
         .par_iter()
@@ -440,9 +541,10 @@ fn build(
                 cfg,
                 &cand,
                 f,
-                tmp.join("parts").join(format!("{i:06}.bin")),
+                tmp.join("parts").join(format!("{i:06}.part")),
                 sparse,
                 resolution,
+                dense_row,
             );
             if let Ok(r) = &r {
                 progress(Progress::FileDone {
@@ -454,12 +556,12 @@ fn build(
         })
         .collect::<Result<_, _>>()?;
 
-    // 2. classes, caps, splits
+    // 2. classes, splits (per group), undersampling (per class): memory per flow, not per sample
     progress(Progress::Phase("splitting"));
     let mut cand_counts = vec![0u64; cand_list.len()];
     for r in &results {
-        for row in &r.rows {
-            cand_counts[row.label as usize] += 1;
+        for (c, n) in r.class_counts.iter().enumerate() {
+            cand_counts[c] += n;
         }
     }
     let classes: Vec<String> = cand_list
@@ -489,48 +591,36 @@ fn build(
             })
             .collect()
     };
-    let n_all: usize = results.iter().map(|r| r.rows.len()).sum();
-    let mut labels = Vec::with_capacity(n_all);
-    let mut groups = Vec::with_capacity(n_all);
-    for (fi, r) in results.iter().enumerate() {
-        for row in &r.rows {
-            labels.push(remap[row.label as usize]);
-            groups.push(match cfg.split.unit {
-                SplitUnit::Flow => ((fi as u64) << 40) | row.flow,
-                SplitUnit::Capture => fi as u64,
-                SplitUnit::Packet => groups.len() as u64,
-            });
-        }
-    }
-    let mut keep = vec![true; n_all];
-    let class_n: Vec<u64> = (0..classes.len())
-        .map(|c| labels.iter().filter(|&&l| l == c as u32).count() as u64)
-        .collect();
-    let mut cap = cfg.balance.max_per_class.unwrap_or(u64::MAX);
-    if cfg.balance.balance {
-        cap = cap.min(*class_n.iter().min().unwrap_or(&0));
-    }
-    let mut undersampled = 0u64;
-    if cap < u64::MAX {
-        for (c, &n) in class_n.iter().enumerate() {
-            if n <= cap {
-                continue;
-            }
-            let mut idx: Vec<usize> = (0..n_all).filter(|&i| labels[i] == c as u32).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xC1A5_5CA9 ^ ((c as u64) << 32));
-            idx.shuffle(&mut rng);
-            for &i in &idx[cap as usize..] {
-                keep[i] = false;
-                undersampled += 1;
-            }
-        }
-    }
-    let kept: Vec<usize> = (0..n_all).filter(|&i| keep[i]).collect();
-    let (kept_groups, kept_labels): (Vec<u64>, Vec<u32>) = kept.iter().map(|&i| (groups[i], labels[i])).unzip();
-    let (splits, mut warnings) = assign(&kept_groups, &kept_labels, &classes, &cfg.split);
-    if let (LabelSource::Flows(f), Some(file)) = (&cfg.labels, &cfg.label_spec.file) {
-        warnings.extend(f.warning(Path::new(file)));
-    }
+    let groups: Vec<Group> = match cfg.split.unit {
+        SplitUnit::Flow => results
+            .iter()
+            .enumerate()
+            .flat_map(|(fi, r)| {
+                r.flows.iter().map(move |&(flow, n, c)| Group {
+                    id: ((fi as u64) << 40) | flow,
+                    samples: n,
+                    class: c,
+                })
+            })
+            .map(|g| Group {
+                class: remap[g.class as usize],
+                ..g
+            })
+            .collect(),
+        SplitUnit::Capture => results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.n_rows > 0)
+            .map(|(fi, r)| Group {
+                id: fi as u64,
+                samples: r.n_rows,
+                class: remap[majority(r.class_counts.iter().enumerate().map(|(c, &n)| (c as u32, n))) as usize],
+            })
+            .collect(),
+        SplitUnit::Packet => Vec::new(),
+    };
+    let (group_split, mut warnings) = assign_groups(&groups, &classes, &cfg.split);
+    drop(groups);
     if cfg.split.unit == SplitUnit::Packet {
         warnings.insert(
             0,
@@ -538,12 +628,28 @@ fn build(
                 .into(),
         );
     }
-    let mut split_of = vec![None; n_all];
-    for (k, &i) in kept.iter().enumerate() {
-        split_of[i] = Some(splits[k]);
+    if let (LabelSource::Flows(f), Some(file)) = (&cfg.labels, &cfg.label_spec.file) {
+        warnings.extend(f.warning(Path::new(file)));
     }
+    let class_n: Vec<u64> = cand_counts.iter().copied().filter(|&n| n > 0).collect();
+    let mut cap = cfg.balance.max_per_class.unwrap_or(u64::MAX);
+    if cfg.balance.balance {
+        cap = cap.min(*class_n.iter().min().unwrap_or(&0));
+    }
+    // Per class over the cap: which of its samples (by order of appearance) are kept.
+    let keep_sets: Vec<Option<HashSet<u64>>> = class_n
+        .iter()
+        .enumerate()
+        .map(|(c, &n)| {
+            (n > cap).then(|| {
+                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xC1A5_5CA9 ^ ((c as u64) << 32));
+                floyd_sample(n, cap, &mut rng)
+            })
+        })
+        .collect();
+    let undersampled: u64 = class_n.iter().map(|&n| n.saturating_sub(cap)).sum();
 
-    // 3. write shards and index, in capture order
+    // 3. write shards and index, in capture order, streaming each part's rows
     progress(Progress::Phase("writing"));
     std::fs::create_dir_all(tmp.join("shards")).map_err(io_err(tmp))?;
     let index_path = tmp.join("index.csv");
@@ -551,10 +657,6 @@ fn build(
         1 << 20,
         File::create(&index_path).map_err(io_err(&index_path))?,
     ));
-    let (dtype, row_shape): (Dtype, Vec<u64>) = match cfg.extract.repr {
-        Representation::DeepPacket(_) => (Dtype::U8, vec![VECTOR_LEN as u64]),
-        Representation::FlowPic(_) => (Dtype::U16, vec![resolution as u64, resolution as u64]),
-    };
     let row_bytes = row_shape.iter().product::<u64>() as usize * dtype.size();
     let mut shards: Vec<Shard> = Vec::new();
     let mut shard: Option<NpyWriter> = None;
@@ -578,39 +680,83 @@ fn build(
         .map(|s| (s.name().to_string(), vec![0; classes.len()]))
         .collect();
     let mut sample = 0u64;
-    let mut g = 0usize;
+    let mut seen = vec![0u64; classes.len()];
+    let mut global = 0u64;
     let mut buf = vec![0u8; row_bytes.max(1)];
     for (fi, r) in results.iter().enumerate() {
-        let mut part = BufReader::with_capacity(1 << 20, File::open(&r.part).map_err(io_err(&r.part))?);
-        let mut kept_here = 0u64;
-        for row in &r.rows {
-            let len = if sparse { row.nnz as usize * 6 } else { row_bytes };
-            if buf.len() < len {
-                buf.resize(len, 0);
+        let n = r.n_rows;
+        // Every row of this part is kept unless one of its classes is undersampled.
+        let all_kept = r
+            .class_counts
+            .iter()
+            .enumerate()
+            .all(|(c, &k)| k == 0 || keep_sets[remap[c] as usize].is_none());
+        let renamed = !sparse && all_kept && n > 0 && n >= (MERGE_MIN_ROWS as u64).min(cfg.shard_rows / 2).max(1);
+        if renamed {
+            // The part is already a valid .npy of exactly these rows: it becomes a shard as is.
+            if let Some(s) = shard.take() {
+                shards.last_mut().expect("open shard is listed").rows = s.finish().map_err(io_err(tmp))?;
             }
-            part.read_exact(&mut buf[..len]).map_err(io_err(&r.part))?;
-            let this = g;
-            g += 1;
-            let Some(split) = split_of[this] else { continue };
-            let label = labels[this] as usize;
-            if let Some((indptr, bins, counts)) = sparse_out.as_mut() {
-                let n = row.nnz as usize;
-                bins.write_all(&buf[..n * 4]).map_err(io_err(tmp))?;
-                counts.write_all(&buf[n * 4..n * 6]).map_err(io_err(tmp))?;
-                indptr.push(indptr.last().copied().unwrap_or(0) + n as u64);
-            } else {
-                if shard.as_ref().is_none_or(|s| s.rows() >= cfg.shard_rows) {
-                    if let Some(s) = shard.take() {
-                        let rows = s.finish().map_err(io_err(tmp))?;
-                        shards.last_mut().expect("open shard is listed").rows = rows;
-                    }
-                    let file = format!("shards/samples-{:05}.npy", shards.len());
-                    let p = tmp.join(&file);
-                    shard = Some(NpyWriter::create(&p, dtype, &row_shape).map_err(io_err(&p))?);
-                    shards.push(Shard { file, rows: 0 });
+            let file = format!("shards/samples-{:05}.npy", shards.len());
+            std::fs::rename(&r.part, tmp.join(&file)).map_err(io_err(&r.part))?;
+            shards.push(Shard { file, rows: n });
+        }
+        let mut part = if renamed || n == 0 {
+            None
+        } else {
+            let mut f = BufReader::with_capacity(1 << 20, File::open(&r.part).map_err(io_err(&r.part))?);
+            if !sparse {
+                f.seek_relative(npy::HEADER_LEN as i64).map_err(io_err(&r.part))?;
+            }
+            Some(f)
+        };
+        let mut rows = BufReader::with_capacity(1 << 16, File::open(&r.rows_path).map_err(io_err(&r.rows_path))?);
+        let mut kept_here = 0u64;
+        let mut rec = [0u8; PartRow::LEN];
+        for _ in 0..n {
+            rows.read_exact(&mut rec).map_err(io_err(&r.rows_path))?;
+            let row = PartRow::decode(&rec);
+            let label = remap[row.label as usize] as usize;
+            let ordinal = seen[label];
+            seen[label] += 1;
+            let this = global;
+            global += 1;
+            let keep = keep_sets[label].as_ref().is_none_or(|k| k.contains(&ordinal));
+            let split = match cfg.split.unit {
+                SplitUnit::Flow => group_split[&(((fi as u64) << 40) | row.flow)],
+                SplitUnit::Capture => group_split[&(fi as u64)],
+                SplitUnit::Packet => packet_split(cfg.split.seed, this, &cfg.split.fractions),
+            };
+            if let Some(part) = part.as_mut() {
+                let len = if sparse { row.nnz as usize * 6 } else { row_bytes };
+                if buf.len() < len {
+                    buf.resize(len, 0);
                 }
-                let s = shard.as_mut().expect("shard opened above");
-                s.write_rows(&buf[..row_bytes]).map_err(io_err(tmp))?;
+                part.read_exact(&mut buf[..len]).map_err(io_err(&r.part))?;
+                if keep {
+                    if let Some((indptr, bins, counts)) = sparse_out.as_mut() {
+                        let k = row.nnz as usize;
+                        bins.write_all(&buf[..k * 4]).map_err(io_err(tmp))?;
+                        counts.write_all(&buf[k * 4..k * 6]).map_err(io_err(tmp))?;
+                        indptr.push(indptr.last().copied().unwrap_or(0) + k as u64);
+                    } else {
+                        if shard.as_ref().is_none_or(|s| s.rows() >= cfg.shard_rows) {
+                            if let Some(s) = shard.take() {
+                                shards.last_mut().expect("open shard is listed").rows =
+                                    s.finish().map_err(io_err(tmp))?;
+                            }
+                            let file = format!("shards/samples-{:05}.npy", shards.len());
+                            let p = tmp.join(&file);
+                            shard = Some(NpyWriter::create(&p, dtype, &row_shape).map_err(io_err(&p))?);
+                            shards.push(Shard { file, rows: 0 });
+                        }
+                        let s = shard.as_mut().expect("shard opened above");
+                        s.write_rows(&buf[..row_bytes]).map_err(io_err(tmp))?;
+                    }
+                }
+            }
+            if !keep {
+                continue;
             }
             index
                 .serialize(IndexRow {
@@ -634,8 +780,12 @@ fn build(
             class_counts[label] += 1;
             split_counts.get_mut(split.name()).expect("all splits present")[label] += 1;
         }
-        drop(part);
-        std::fs::remove_file(&r.part).map_err(io_err(&r.part))?;
+        drop((part, rows));
+        for f in [&r.part, &r.rows_path] {
+            if f.exists() {
+                std::fs::remove_file(f).map_err(io_err(f))?;
+            }
+        }
         let (rep, err) = match &r.report {
             Ok(rep) => (Some(rep.clone()), None),
             Err(e) => (None, Some(e.clone())),
@@ -739,6 +889,19 @@ fn build(
     Ok(PrepareOutcome { manifest, reports })
 }
 
+/// `k` distinct values of `0..n`, uniformly at random (Floyd's algorithm): memory O(k).
+fn floyd_sample(n: u64, k: u64, rng: &mut ChaCha8Rng) -> HashSet<u64> {
+    use rand::Rng;
+    let mut set = HashSet::with_capacity(k as usize);
+    for j in n - k..n {
+        let t = rng.random_range(0..=j);
+        if !set.insert(t) {
+            set.insert(j);
+        }
+    }
+    set
+}
+
 /// Prefix a raw little-endian 1-D array with an `.npy` header.
 fn raw_to_npy(raw: &Path, out: &Path, dtype: Dtype) -> Result<(), PrepareError> {
     let mut w = NpyWriter::create(out, dtype, &[]).map_err(io_err(out))?;
@@ -761,4 +924,44 @@ fn raw_to_npy(raw: &Path, out: &Path, dtype: Dtype) -> Result<(), PrepareError> 
     w.finish().map_err(io_err(out))?;
     std::fs::remove_file(raw).map_err(io_err(raw))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_rows_roundtrip() {
+        let r = PartRow {
+            flow: 1 << 41 | 7,
+            direction: 2,
+            ts: -5,
+            label: 70_000,
+            l4: L4::Udp,
+            sport: 65535,
+            dport: 1,
+            nnz: 123_456,
+        };
+        assert_eq!(PartRow::decode(&r.encode()), r);
+        let t = PartRow { l4: L4::Tcp, ..r };
+        assert_eq!(PartRow::decode(&t.encode()), t);
+    }
+
+    #[test]
+    fn floyd_sample_is_uniform_and_exact() {
+        let mut counts = [0u32; 10];
+        for seed in 0..2000 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let s = floyd_sample(10, 3, &mut rng);
+            assert_eq!(s.len(), 3);
+            for &x in &s {
+                assert!(x < 10);
+                counts[x as usize] += 1;
+            }
+        }
+        // each value is chosen with probability 3/10: 600 of 2000 on average
+        assert!(counts.iter().all(|&c| (520..=680).contains(&c)), "{counts:?}");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(floyd_sample(5, 5, &mut rng).len(), 5);
+    }
 }

@@ -88,36 +88,36 @@ impl SplitConfig {
     }
 }
 
-/// Assign every sample a split. `groups[i]` is the group of sample i, `labels[i]` its class.
-/// Returns the splits and warnings about classes that cannot be evaluated honestly.
-pub fn assign(groups: &[u64], labels: &[u32], class_names: &[String], cfg: &SplitConfig) -> (Vec<Split>, Vec<String>) {
+/// A split group: a flow or a capture, with its sample count and (majority) class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub id: u64,
+    pub samples: u64,
+    pub class: u32,
+}
+
+/// Assign every group a split (stratified by class, seeded). Returns the splits by group id and
+/// warnings about classes that cannot be evaluated honestly. Memory is per group, not per sample.
+pub fn assign_groups(
+    groups: &[Group],
+    class_names: &[String],
+    cfg: &SplitConfig,
+) -> (std::collections::HashMap<u64, Split>, Vec<String>) {
     use std::collections::BTreeMap;
-    assert_eq!(groups.len(), labels.len());
-    // group → (sample count, per-class counts)
-    let mut info: BTreeMap<u64, (u64, BTreeMap<u32, u64>)> = BTreeMap::new();
-    for (&g, &l) in groups.iter().zip(labels) {
-        let e = info.entry(g).or_default();
-        e.0 += 1;
-        *e.1.entry(l).or_default() += 1;
-    }
-    // Stratify on each group's majority class (ties: lowest class id).
     let mut by_class: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
-    for (&g, (n, hist)) in &info {
-        let major = hist
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(c, _)| *c)
-            .unwrap_or(0);
-        by_class.entry(major).or_default().push((g, *n));
+    for g in groups {
+        by_class.entry(g.class).or_default().push((g.id, g.samples));
     }
     let mut warnings = Vec::new();
-    let mut group_split: BTreeMap<u64, Split> = BTreeMap::new();
+    let mut out = std::collections::HashMap::with_capacity(groups.len());
     let unit = match cfg.unit {
         SplitUnit::Flow => "flow",
         SplitUnit::Capture => "capture",
         SplitUnit::Packet => "packet",
     };
     for (class, mut gs) in by_class {
+        // Group ids are sorted first so the result does not depend on the caller's order.
+        gs.sort_unstable();
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         gs.shuffle(&mut rng);
         let total: u64 = gs.iter().map(|g| g.1).sum();
@@ -157,11 +157,59 @@ pub fn assign(groups: &[u64], labels: &[u32], class_names: &[String], cfg: &Spli
                     .unwrap_or(0)
             };
             have[s] += n;
-            group_split.insert(*g, Split::ALL[s]);
+            out.insert(*g, Split::ALL[s]);
         }
     }
-    let splits = groups.iter().map(|g| group_split[g]).collect();
-    (splits, warnings)
+    (out, warnings)
+}
+
+/// Split of one sample when splitting by packet: a seeded hash of its index, so it needs no
+/// memory; shares match the fractions in expectation.
+pub fn packet_split(seed: u64, sample: u64, fractions: &[f64; 3]) -> Split {
+    let mut z = seed ^ sample.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+    if u < fractions[0] {
+        Split::Train
+    } else if u < fractions[0] + fractions[1] {
+        Split::Val
+    } else {
+        Split::Test
+    }
+}
+
+/// Assign every sample a split. `groups[i]` is the group of sample i, `labels[i]` its class;
+/// a group's class is its majority class (ties: lowest id).
+pub fn assign(groups: &[u64], labels: &[u32], class_names: &[String], cfg: &SplitConfig) -> (Vec<Split>, Vec<String>) {
+    use std::collections::BTreeMap;
+    assert_eq!(groups.len(), labels.len());
+    let mut info: BTreeMap<u64, (u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+    for (&g, &l) in groups.iter().zip(labels) {
+        let e = info.entry(g).or_default();
+        e.0 += 1;
+        *e.1.entry(l).or_default() += 1;
+    }
+    let gs: Vec<Group> = info
+        .iter()
+        .map(|(&id, (n, hist))| Group {
+            id,
+            samples: *n,
+            class: majority(hist.iter().map(|(c, k)| (*c, *k))),
+        })
+        .collect();
+    let (map, warnings) = assign_groups(&gs, class_names, cfg);
+    (groups.iter().map(|g| map[g]).collect(), warnings)
+}
+
+/// Most frequent class among (class, count) pairs; ties go to the lowest class id.
+pub fn majority(counts: impl Iterator<Item = (u32, u64)>) -> u32 {
+    counts
+        .filter(|c| c.1 > 0)
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|c| c.0)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -221,5 +269,25 @@ mod tests {
         // class 1 has two groups: one train, one test
         let c1: Vec<Split> = (1..4).map(|i| s[i]).collect();
         assert!(c1.contains(&Split::Train) && c1.contains(&Split::Test));
+    }
+
+    #[test]
+    fn packet_split_shares_and_determinism() {
+        let f = [0.7, 0.1, 0.2];
+        let n = 100_000u64;
+        let mut c = [0u64; 3];
+        for i in 0..n {
+            c[packet_split(9, i, &f) as usize] += 1;
+        }
+        for k in 0..3 {
+            assert!((c[k] as f64 / n as f64 - f[k]).abs() < 0.01, "{c:?}");
+        }
+        assert_eq!(packet_split(9, 5, &f), packet_split(9, 5, &f));
+    }
+
+    #[test]
+    fn majority_ties_go_to_lowest_class() {
+        assert_eq!(majority([(3, 5), (1, 5), (2, 4)].into_iter()), 1);
+        assert_eq!(majority([(3, 6), (1, 5)].into_iter()), 3);
     }
 }

@@ -32,7 +32,7 @@ pub enum LinkArg {
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  privpkt synth --out caps                       # 5 categories + VPN variants, a few MB\n  \
+    after_help = "Examples:\n  privpkt synth --out caps                       # 5 categories + VPN variants, ~90 MB\n  \
 privpkt synth --out big --size 2GB --seed 7     # benchmark-sized\n  \
 privpkt synth --out chat --categories chat,voip --no-vpn --format pcapng"
 )]

@@ -42,6 +42,12 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `privpkt ... | head` would die with a panic on the next print;
+    // restore the default so a closed pipe ends the process quietly, as for any Unix tool.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Synth(a) => cmd_synth::run(a),

@@ -1,6 +1,7 @@
 //! Generates a synthetic set and reports throughput.
 //!
 //! Usage: `cargo run --release -p privpkt-synth --example synth_bench -- <out_dir> [target_mb] [seed]`
+//! (`target_mb` 0 = the default config, no size target).
 //! The output directory is created if needed; delete it afterwards.
 
 use privpkt_synth::{generate, SynthConfig};
@@ -18,7 +19,7 @@ fn main() {
     let seed: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
     let cfg = SynthConfig {
         seed,
-        target_bytes: Some(target_mb * 1_000_000),
+        target_bytes: (target_mb > 0).then_some(target_mb * 1_000_000),
         ..SynthConfig::default()
     };
     let seen = AtomicU64::new(0);

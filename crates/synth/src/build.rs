@@ -33,6 +33,18 @@ impl Link {
             Link::Raw => 0,
         }
     }
+    /// Captured frame length for an IP packet of `ip_len` bytes. Frames
+    /// received over Ethernet are padded to the 60-byte minimum (the NIC
+    /// delivers the padding), so readers must trust the IP length, not the
+    /// frame length; frames we send are captured before padding.
+    pub(crate) fn frame_len(self, dir: Dir, ip_len: usize) -> usize {
+        let n = self.header_len() + ip_len;
+        match (self, dir) {
+            (Link::Ethernet | Link::Vlan { .. }, Dir::S2c) => n.max(ETH_MIN_FRAME),
+            _ => n,
+        }
+    }
+
     pub(crate) fn linktype(self) -> u32 {
         match self {
             Link::Ethernet | Link::Vlan { .. } => linktype::ETHERNET,
@@ -135,6 +147,8 @@ impl UnitState {
 }
 
 const ETH_IPV4: u16 = 0x0800;
+/// Minimum Ethernet frame without FCS.
+const ETH_MIN_FRAME: usize = 60;
 const ETH_IPV6: u16 = 0x86dd;
 
 fn link_header(buf: &mut Vec<u8>, host: &Host, link: Link, dir: Dir, ethertype: u16) {
@@ -300,6 +314,8 @@ pub(crate) fn build_packet(
         (l4_off + 16, sum.ones_complement())
     };
     buf[at..at + 2].copy_from_slice(&c.to_ne_bytes());
+    let frame = st.link.frame_len(ev.dir, total);
+    buf.resize(frame, 0);
     total
 }
 

@@ -234,7 +234,7 @@ pub(crate) fn write_file(
             Sink::Ng(w) => w.write_packet(st.iface, e.t, &buf),
         }
         .map_err(io_err)?;
-        let rec = plan.layout.record_len(st.iface, ip);
+        let rec = plan.layout.record_len(st.iface, e.dir, ip);
         written += rec;
         pending += rec;
         if pending >= PROGRESS_STEP {

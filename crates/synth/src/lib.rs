@@ -11,6 +11,18 @@
 //! Output is a pure function of the config: every random stream is keyed by
 //! (seed, class, file or flow ordinal), never by thread order, so parallel
 //! generation is byte-identical run to run.
+//!
+//! ```no_run
+//! use privpkt_synth::{generate, SynthConfig};
+//! let cfg = SynthConfig { seed: 7, target_bytes: Some(50_000_000), ..SynthConfig::default() };
+//! let out = std::env::temp_dir().join("privpkt-synth-example");
+//! let summary = generate(&cfg, &out, &|_bytes| {}).unwrap();
+//! println!("{} files, labels in {}", summary.files.len(), summary.labels_csv.display());
+//! ```
+//!
+//! Output layout: `<class>_<NNNN>.pcap|.pcapng` per file, `flows_labels.csv`
+//! (one row per TCP/UDP flow, joinable on file + l4 + unordered endpoint
+//! pair; background DNS rows have category `dns`) and `classes.csv`.
 
 mod apps;
 mod build;
@@ -203,6 +215,10 @@ impl Default for SynthConfig {
     }
 }
 
+/// Largest accepted `max_packets_per_flow`; schedules are held in memory
+/// per flow, so this bounds memory use.
+pub const MAX_PACKETS_PER_FLOW: usize = 1_000_000;
+
 /// Smallest accepted `max_file_bytes`: a file must hold its headers, the
 /// background DNS and at least some packets of a flow.
 pub const MIN_FILE_BYTES: u64 = 64 * 1024;
@@ -235,8 +251,8 @@ impl SynthConfig {
         if self.flows_per_capture == 0 {
             return bad("flows_per_capture must be at least 1");
         }
-        if self.max_packets_per_flow == 0 {
-            return bad("max_packets_per_flow must be at least 1");
+        if !(1..=MAX_PACKETS_PER_FLOW).contains(&self.max_packets_per_flow) {
+            return bad("max_packets_per_flow must be within 1..=1000000");
         }
         if self.target_bytes == Some(0) {
             return bad("target_bytes must be positive");

@@ -8,6 +8,7 @@
 use crate::apps::{gen_dns, gen_unit, Tunnel, Unit, UnitParams};
 use crate::build::{ip_len, Link};
 use crate::rng::{self, rng_for};
+use crate::sched::Dir;
 use crate::writer::{pcap_record_len, pcapng_epb_len, pcapng_idb_len, PCAPNG_SHB_LEN, PCAP_HEADER_LEN};
 use crate::{CaptureFormat, Category, LinkKind, SynthConfig};
 use rand::Rng as _;
@@ -89,8 +90,8 @@ impl FileLayout {
         }
     }
 
-    pub(crate) fn record_len(&self, iface: u32, ip_len: usize) -> u64 {
-        let caplen = self.links[iface as usize].header_len() + ip_len;
+    pub(crate) fn record_len(&self, iface: u32, dir: Dir, ip_len: usize) -> u64 {
+        let caplen = self.links[iface as usize].frame_len(dir, ip_len);
         (match self.fmt {
             Fmt::Pcap => pcap_record_len(caplen),
             Fmt::PcapNg => pcapng_epb_len(caplen),
@@ -101,7 +102,7 @@ impl FileLayout {
     pub(crate) fn unit_sizes<'a>(&'a self, unit: &'a Unit, iface: u32) -> impl Iterator<Item = u64> + 'a {
         unit.ev
             .iter()
-            .map(move |e| self.record_len(iface, ip_len(unit.spec.ipv6, e)))
+            .map(move |e| self.record_len(iface, e.dir, ip_len(unit.spec.ipv6, e)))
     }
 }
 

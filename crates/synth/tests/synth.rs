@@ -326,6 +326,8 @@ fn every_packet_parses_verifies_and_joins_labels() {
     assert_eq!(lts, HashSet::from([1, 101, 113]));
     let tags: HashSet<usize> = ds.flows.iter().flatten().map(|p| p.1.vlan_tags).collect();
     assert!(tags.contains(&1) && tags.contains(&2), "802.1Q and QinQ");
+    let padded = ds.flows.iter().flatten().filter(|p| p.1.padded).count();
+    assert!(padded > 0, "short received Ethernet frames are padded");
     let ng: Vec<_> = ds.infos.values().filter(|i| i.pcapng).collect();
     assert!(!ng.is_empty() && ng.len() < ds.infos.len());
     assert!(ng.iter().all(|i| i.ifaces.len() == 2 && i.ifaces[0].0 != i.ifaces[1].0));

@@ -106,6 +106,8 @@ pub struct Decoded {
     pub payload: Vec<u8>,
     pub tcp: Option<TcpInfo>,
     pub vlan_tags: usize,
+    /// Ethernet trailer padding present.
+    pub padded: bool,
 }
 
 /// Parses a frame and asserts the IPv4 header and TCP/UDP checksums.
@@ -156,7 +158,13 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
         (113, _) => 16,
         _ => 0,
     };
-    assert_eq!(link_len, expect, "link header + IP length == frame length");
+    if link_len != expect {
+        // Received Ethernet frames are padded to 60 bytes with zeros.
+        assert_eq!(linktype, 1, "only Ethernet frames carry padding");
+        assert_eq!(data.len(), 60, "padding only up to the minimum frame");
+        assert!(expect + ip_len < 60);
+        assert!(data[expect + ip_len..].iter().all(|&b| b == 0));
+    }
     match &sp.transport {
         Some(TransportSlice::Tcp(t)) => {
             let c = match (v4, v6) {
@@ -181,6 +189,7 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
                     ack_no: t.acknowledgment_number(),
                 }),
                 vlan_tags,
+                padded: link_len != expect,
             }
         }
         Some(TransportSlice::Udp(u)) => {
@@ -201,6 +210,7 @@ pub fn decode(linktype: u32, data: &[u8]) -> Decoded {
                 payload: u.payload().to_vec(),
                 tcp: None,
                 vlan_tags,
+                padded: link_len != expect,
             }
         }
         other => panic!("unexpected transport {other:?}"),
