@@ -503,9 +503,13 @@ where
                 Block::SectionHeader(_) => ifaces.clear(),
                 Block::InterfaceDescription(idb) => {
                     let linktype = (idb.linktype.0 as u32) & 0xffff;
-                    let resolution = match idb.ts_resolution() {
-                        Some(r) if r > 0 => r,
-                        _ => {
+                    // Decoded here from the raw option bytes: pcap-parser 0.17 rejects every
+                    // power-of-2 resolution and reads if_tsoffset little-endian in big-endian
+                    // sections.
+                    let (tsresol, tsoffset) = idb_time_options(&idb.options, big_endian);
+                    let resolution = match ts_units(tsresol.unwrap_or(6)) {
+                        Some(r) => r,
+                        None => {
                             report.skip("interface with invalid time resolution (µs assumed)", off);
                             1_000_000
                         }
@@ -514,7 +518,7 @@ where
                     ifaces.push(Iface {
                         linktype,
                         resolution,
-                        offset_s: idb.ts_offset(),
+                        offset_s: tsoffset.unwrap_or(0),
                     });
                 }
                 Block::EnhancedPacket(epb) => match ifaces.get(epb.if_id as usize) {
@@ -565,6 +569,38 @@ where
         }
         w.consume(blen as usize);
     }
+}
+
+/// Units per second of an `if_tsresol` value (pcapng spec): 10^v, or 2^(v & 0x7f) when the
+/// high bit is set; `None` when it does not fit in a u64.
+pub fn ts_units(v: u8) -> Option<u64> {
+    if v & 0x80 == 0 {
+        (v <= 19).then(|| 10u64.pow(v as u32))
+    } else {
+        let e = v & 0x7f;
+        (e <= 63).then(|| 1u64 << e)
+    }
+}
+
+/// `if_tsresol` (option 9) and `if_tsoffset` (option 14) of an interface, in the section's byte order.
+fn idb_time_options(options: &[pcap_parser::pcapng::PcapNGOption<'_>], big_endian: bool) -> (Option<u8>, Option<i64>) {
+    let (mut resol, mut offset) = (None, None);
+    for o in options {
+        let v = o.value();
+        match o.code.0 {
+            9 if o.len >= 1 && !v.is_empty() => resol = Some(v[0]),
+            14 if o.len >= 8 && v.len() >= 8 => {
+                let b: [u8; 8] = v[..8].try_into().expect("8 bytes checked");
+                offset = Some(if big_endian {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                });
+            }
+            _ => {}
+        }
+    }
+    (resol, offset)
 }
 
 /// Short reason for a block pcap-parser rejected (its error kind, without the raw bytes).

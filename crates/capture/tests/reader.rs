@@ -290,3 +290,71 @@ fn garbage_after_header_never_panics() {
         }
     }
 }
+
+/// pcapng blocks in either byte order, with raw IDB options.
+fn block_in(be: bool, btype: u32, body: &[u8]) -> Vec<u8> {
+    let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut body = body.to_vec();
+    while !body.len().is_multiple_of(4) {
+        body.push(0);
+    }
+    let len = (12 + body.len()) as u32;
+    [&w32(btype)[..], &w32(len), &body, &w32(len)].concat()
+}
+
+fn ng_file(be: bool, options: &[(u16, Vec<u8>)], ts: u64) -> Vec<u8> {
+    let w16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut shb = w32(0x1a2b_3c4d).to_vec();
+    shb.extend(w16(1));
+    shb.extend(w16(0));
+    shb.extend([0xff; 8]);
+    let mut idb = [&w16(101)[..], &w16(0), &w32(65535)].concat();
+    for (code, val) in options {
+        idb.extend(w16(*code));
+        idb.extend(w16(val.len() as u16));
+        idb.extend(val);
+        while !idb.len().is_multiple_of(4) {
+            idb.push(0);
+        }
+    }
+    idb.extend([0u8; 4]);
+    let data = ip_udp(2);
+    let mut epb = [
+        &w32(0)[..],
+        &w32((ts >> 32) as u32),
+        &w32(ts as u32),
+        &w32(data.len() as u32),
+        &w32(data.len() as u32),
+    ]
+    .concat();
+    epb.extend(&data);
+    [
+        block_in(be, 0x0a0d_0d0a, &shb),
+        block_in(be, 1, &idb),
+        block_in(be, 6, &epb),
+    ]
+    .concat()
+}
+
+#[test]
+fn pcapng_power_of_two_resolution_and_offset_in_both_byte_orders() {
+    let d = tempfile::tempdir().unwrap();
+    // 2^20 units per second; 3 × 2^20 units = 3 s, plus a 100 s offset
+    for be in [false, true] {
+        let off: i64 = 100;
+        let off_bytes = if be { off.to_be_bytes() } else { off.to_le_bytes() }.to_vec();
+        let f = ng_file(be, &[(9, vec![0x80 | 20]), (14, off_bytes)], 3 << 20);
+        let p = write(d.path(), &format!("p2-{be}.pcapng"), &f);
+        let (rep, got) = read_all(&p);
+        assert!(rep.skipped.is_empty(), "{:?}", rep.skipped);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 103_000_000_000, "big-endian: {be}");
+    }
+    // an impossible resolution (10^20) is reported and µs assumed
+    let f = ng_file(false, &[(9, vec![20])], 5);
+    let p = write(d.path(), "bad.pcapng", &f);
+    let (rep, got) = read_all(&p);
+    assert_eq!(got[0].0, 5_000);
+    assert!(rep.skipped.keys().any(|k| k.contains("invalid time resolution")));
+}
