@@ -230,3 +230,127 @@ where
     }
     Ok(())
 }
+
+/// Confusion matrix as a heatmap: rows = true class, columns = predicted, colour = share of the
+/// row (recall), numbers = counts.
+pub struct ConfusionPlot {
+    pub title: String,
+    pub classes: Vec<String>,
+    pub matrix: Vec<Vec<u64>>,
+}
+
+impl Figure for ConfusionPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        let n = self.classes.len().max(1);
+        let label_px = 14 + 7 * self.classes.iter().map(|c| c.len()).max().unwrap_or(4) as u32;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(label_px)
+            .y_label_area_size(label_px)
+            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let name = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) if *i < n => {
+                let k = if flip { n - 1 - *i } else { *i };
+                self.classes.get(k).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(n)
+            .y_labels(n)
+            .x_desc("predicted")
+            .y_desc("true")
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&|v| name(v, true))
+            .y_label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let m = &self.matrix;
+        let share = |t: usize, p: usize| {
+            let row: u64 = m[t].iter().sum();
+            if row > 0 {
+                m[t][p] as f64 / row as f64
+            } else {
+                0.0
+            }
+        };
+        let cells: Vec<(usize, usize)> = (0..m.len())
+            .flat_map(|t| (0..m[t].len()).map(move |p| (t, p)))
+            .collect();
+        chart
+            .draw_series(cells.iter().map(|&(t, p)| {
+                let y = n - 1 - t;
+                let color = if m[t][p] == 0 {
+                    RGBColor(248, 248, 248)
+                } else {
+                    ViridisRGB::get_color(0.1 + 0.9 * share(t, p))
+                };
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    color.filled(),
+                )
+            }))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        // Rotated column labels, drawn by hand: plotters' mesh clips rotated tick labels.
+        for p in 0..n {
+            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(p), SegmentValue::Exact(0)));
+            root.draw(&Text::new(
+                self.classes.get(p).cloned().unwrap_or_default(),
+                (x - 6, y + 6),
+                ("sans-serif", 12)
+                    .into_font()
+                    .transform(FontTransform::Rotate90)
+                    .color(&BLACK),
+            ))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        }
+        if n <= 25 {
+            let center = Pos::new(HPos::Center, VPos::Center);
+            chart
+                .draw_series(cells.iter().filter(|&&(t, p)| m[t][p] > 0).map(|&(t, p)| {
+                    let color = if share(t, p) > 0.6 { BLACK } else { WHITE };
+                    Text::new(
+                        m[t][p].to_string(),
+                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(n - 1 - t)),
+                        ("sans-serif", 12).into_font().color(&color).pos(center),
+                    )
+                }))
+                .map_err(|e| anyhow!("{e:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_plot_renders_both_formats() {
+        let d = tempfile::tempdir().unwrap();
+        let fig = ConfusionPlot {
+            title: "test".into(),
+            classes: vec!["chat".into(), "streaming".into(), "vpn_voip".into()],
+            matrix: vec![vec![50, 3, 0], vec![4, 40, 6], vec![0, 0, 12]],
+        };
+        render(&d.path().join("c.png"), ImageFormat::Png, (500, 500), &fig).unwrap();
+        render(&d.path().join("c.svg"), ImageFormat::Svg, (500, 500), &fig).unwrap();
+        let svg = std::fs::read_to_string(d.path().join("c.svg")).unwrap();
+        assert!(
+            svg.contains("vpn_voip") && svg.contains(">\n40\n<"),
+            "class names and counts drawn"
+        );
+        assert!(std::fs::metadata(d.path().join("c.png")).unwrap().len() > 1000);
+    }
+}
