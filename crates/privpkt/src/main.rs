@@ -4,10 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_classify;
+mod cmd_eval;
 mod cmd_inspect;
 mod cmd_prepare;
 mod cmd_privacy;
 mod cmd_synth;
+mod cmd_train;
 mod demo;
 mod plots;
 mod ui;
@@ -20,7 +23,7 @@ mod ui;
     long_about = "privpkt turns packet captures into Deep Packet vectors and FlowPic images, trains traffic \
 classifiers on them, alone or federated across organisations, with differential privacy, and measures what \
 the trained models leak.\n\nStart with `privpkt demo`, which runs the whole pipeline on synthetic traffic.",
-    after_help = "Typical workflow:\n  privpkt synth --out caps\n  privpkt prepare caps --out ds\n  privpkt inspect ds --plots ds/plots"
+    after_help = "Typical workflow:\n  privpkt synth --out caps\n  privpkt prepare caps --out ds\n  privpkt inspect ds --plots ds/plots\n  privpkt train ds --out model.safetensors\n  privpkt eval model.safetensors ds\n  privpkt classify model.safetensors new.pcap"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,6 +38,12 @@ enum Cmd {
     Prepare(cmd_prepare::PrepareArgs),
     /// Summarise a dataset: counts per class, flow and capture, skipped records; draw plots.
     Inspect(cmd_inspect::InspectArgs),
+    /// Train a Deep Packet / FlowPic classifier on a dataset (early stopping on its validation split).
+    Train(cmd_train::TrainArgs),
+    /// Evaluate a model on a dataset split beside the header-only baseline.
+    Eval(cmd_eval::EvalArgs),
+    /// Classify the flows of captures with a trained model.
+    Classify(cmd_classify::ClassifyArgs),
     /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
     Privacy(cmd_privacy::PrivacyArgs),
     /// Run the whole pipeline on an embedded default (synthetic traffic), end to end.
@@ -48,11 +57,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    privpkt_nn::tune_allocator();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Synth(a) => cmd_synth::run(a),
         Cmd::Prepare(a) => cmd_prepare::run(a),
         Cmd::Inspect(a) => cmd_inspect::run(a),
+        Cmd::Train(a) => cmd_train::run(a),
+        Cmd::Eval(a) => cmd_eval::run(a),
+        Cmd::Classify(a) => cmd_classify::run(a),
         Cmd::Privacy(a) => cmd_privacy::run(a),
         Cmd::Demo(a) => demo::run(a),
     };

@@ -1,0 +1,246 @@
+//! `privpkt train`: a classifier on a prepared dataset.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use privpkt_dataset::Dataset;
+use privpkt_nn::{save_model, train, Arch, Optimizer, Schedule, TrainConfig, TrainEvent};
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum OptArg {
+    Adam,
+    Sgd,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum ScheduleArg {
+    Constant,
+    Cosine,
+    Step,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Training uses the dataset's train split; early stopping and the kept weights are chosen \
+on its validation split (macro-F1), never on test. Evaluate on test with `privpkt eval`.\n\nExamples:\n  \
+privpkt train ds --out model.safetensors\n  \
+privpkt train ds --out sae.safetensors --arch sae --epochs 30 --pretrain-epochs 5\n  \
+privpkt train ds --out m.safetensors --resume          # continue an interrupted run"
+)]
+pub struct TrainArgs {
+    /// Dataset directory (from `privpkt prepare`).
+    pub dataset: PathBuf,
+    /// Model file to write (one safetensors file with weights and metadata).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Architecture: deeppacket-app, deeppacket-traffic, sae, flowpic, flowpic-mini.
+    /// Default: deeppacket-app for Deep Packet datasets, flowpic / flowpic-mini by resolution.
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptArg,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning-rate schedule over epochs.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub schedule: ScheduleArg,
+    /// Step schedule: multiply the rate by --gamma every this many epochs.
+    #[arg(long, default_value_t = 5)]
+    pub step_every: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub gamma: f64,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Stop after this many epochs without a better validation macro-F1 (0: never).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    /// Weight the loss by inverse class frequency.
+    #[arg(long)]
+    pub class_weights: bool,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Seed of initialisation, shuffling and dropout (recorded in the model file).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stacked autoencoder: pre-training epochs per layer.
+    #[arg(long, default_value_t = 3)]
+    pub pretrain_epochs: usize,
+    /// Train on a random subset of at most this many training samples.
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// Where checkpoints go (default: `<out>.work`).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in the work directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print a JSON summary on stdout (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
+    let arch = match a.arch {
+        Some(x) => x,
+        None => Arch::default_for(&ds.manifest.extract.repr),
+    };
+    let mut cfg = TrainConfig::new(arch);
+    cfg.optimizer = match a.optimizer {
+        OptArg::Adam => Optimizer::Adam,
+        OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
+    };
+    cfg.lr = a.lr;
+    cfg.schedule = match a.schedule {
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Cosine => Schedule::Cosine,
+        ScheduleArg::Step => Schedule::Step {
+            every: a.step_every,
+            gamma: a.gamma,
+        },
+    };
+    cfg.epochs = a.epochs;
+    cfg.batch_size = a.batch_size;
+    cfg.patience = (a.patience > 0).then_some(a.patience);
+    cfg.class_weights = a.class_weights;
+    cfg.weight_decay = a.weight_decay;
+    cfg.seed = a.seed;
+    cfg.sae_pretrain_epochs = a.pretrain_epochs;
+    cfg.max_train_samples = a.max_train_samples;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A line above the progress bar, or on stderr when the bar is hidden (not a terminal), so
+/// logs of unattended runs keep the per-epoch summaries.
+fn say(bar: &ProgressBar, msg: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", msg.as_ref());
+    } else {
+        bar.println(msg);
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let ds = Dataset::open(&a.dataset)?;
+    if ds.manifest.paper_comparable && !a.json {
+        eprintln!("note: this dataset is split by packet (paper-comparable, not an honest estimate)");
+    }
+    let cfg = config(&a, &ds)?;
+    let work = a.work_dir.clone().unwrap_or_else(|| {
+        let mut p = a.out.clone().into_os_string();
+        p.push(".work");
+        PathBuf::from(p)
+    });
+    let bar = ProgressBar::new(0);
+    if a.json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let quiet = a.json;
+    let outcome = train(&ds, &cfg, &work, a.resume, &|e| match e {
+        TrainEvent::Resumed { epochs_done } => say(&bar, format!("resuming after epoch {epochs_done}")),
+        TrainEvent::Pretrain {
+            layer,
+            layers,
+            epoch,
+            epochs,
+            loss,
+        } => say(
+            &bar,
+            format!("pre-training layer {layer}/{layers}, epoch {epoch}/{epochs}: loss {loss:.4}"),
+        ),
+        TrainEvent::EpochStart {
+            epoch,
+            epochs,
+            batches,
+            lr,
+        } => {
+            bar.reset();
+            bar.set_length(batches as u64);
+            bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+            bar.set_message(format!("lr {lr:.2e}"));
+        }
+        TrainEvent::Batch {
+            batch, loss, accuracy, ..
+        } => {
+            bar.set_position(batch as u64);
+            bar.set_message(format!("loss {loss:.4} acc {accuracy:.3}"));
+        }
+        TrainEvent::EpochEnd { record, best } => {
+            if !quiet {
+                say(
+                    &bar,
+                    format!(
+                        "epoch {}: train loss {:.4} acc {:.3}; val macro-F1 {} acc {} ({:.1} s){}",
+                        record.epoch,
+                        record.train_loss,
+                        record.train_accuracy,
+                        record.val_macro_f1.map_or("-".into(), |v| format!("{v:.4}")),
+                        record.val_accuracy.map_or("-".into(), |v| format!("{v:.3}")),
+                        record.seconds,
+                        if best { "  best" } else { "" }
+                    ),
+                );
+            }
+        }
+        TrainEvent::EarlyStop { epoch, best_epoch } => say(
+            &bar,
+            format!("early stop after epoch {epoch}; best was epoch {best_epoch}"),
+        ),
+        TrainEvent::Warning(w) => say(&bar, format!("warning: {w}")),
+    })?;
+    bar.finish_and_clear();
+    if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    save_model(&a.out, &outcome.model)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let meta = outcome.model.meta();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": a.out.display().to_string(),
+                "arch": meta.arch.name(),
+                "params": meta.params,
+                "epochs_run": outcome.history.len(),
+                "best_epoch": outcome.best_epoch,
+                "best_val_macro_f1": outcome.best_val_macro_f1,
+                "stopped_early": outcome.stopped_early,
+                "seconds": secs,
+                "history": outcome.history,
+            }))?
+        );
+    } else {
+        println!(
+            "{} ({} parameters) trained in {secs:.1} s; best epoch {} with validation macro-F1 {}; written to {}",
+            meta.arch.name(),
+            meta.params,
+            outcome.best_epoch,
+            outcome.best_val_macro_f1.map_or("-".into(), |v| format!("{v:.4}")),
+            a.out.display()
+        );
+        println!(
+            "evaluate it on the test split with: privpkt eval {} {}",
+            a.out.display(),
+            a.dataset.display()
+        );
+    }
+    if outcome.history.is_empty() {
+        bail!("no epoch was run");
+    }
+    Ok(())
+}
