@@ -30,6 +30,7 @@ import numpy as np
 
 VECTOR_LEN = 1500
 BLOCK = 65536
+I64 = 1 << 63
 
 
 class Side:
@@ -90,7 +91,8 @@ def read_index(path, has_split):
             flow.append(int(r[fi]))
             label.append(r[li])
             direction.append(r[di])
-            ts.append(int(r[ti]))
+            t = int(r[ti])
+            ts.append(t if -I64 <= t < I64 else (I64 - 1 if t > 0 else -I64))  # dpkt decoder: any int
             l4.append(r[l4i])
     return (np.array(cap, np.int64), np.array(flow, np.int64), label, direction,
             np.array(ts, np.int64), l4)
@@ -238,7 +240,11 @@ def main(argv=None):
     ap.add_argument("reference_dir")
     ap.add_argument("--max-report", type=int, default=20, help="mismatches described in detail")
     ap.add_argument("--json-out", help="write the result as JSON here")
+    ap.add_argument("--ts-tolerance-ns", type=int, default=0,
+                    help="timestamps this close count as equal (the reference's --decoder dpkt "
+                         "has float timestamps: use 1000)")
     a = ap.parse_args(argv)
+    tol = a.ts_tolerance_ns
 
     P, notes, mpf = load_privpkt(a.privpkt_dir)
     R, rsum = load_reference(a.reference_dir)
@@ -262,14 +268,20 @@ def main(argv=None):
         "flows_only_privpkt": 0, "flows_only_reference": 0, "flows_differing": 0,
         "rows_differing": 0, "label_mismatches": 0, "metadata_mismatches": 0,
         "captures_with_other_flow_ids_same_vectors": [],
+        "captures_differing": [],
         "captures_only_privpkt": [k for k in pkeys if k not in rpos and pr[ppos[k]][1] > pr[ppos[k]][0]],
         "captures_only_reference": [k for k in rkeys if k not in ppos and rr[rpos[k]][1] > rr[rpos[k]][0]],
         "details": [],
         "fields": defaultdict(int),
     }
     details = res["details"]
+    meta_details = []  # reported after the mismatches that count
 
     def describe(kind, key, flow, prow, rrow, extra=""):
+        if kind == "metadata":
+            if len(meta_details) < a.max_report:
+                meta_details.append((kind, key, flow, prow, rrow, extra))
+            return
         if len(details) >= a.max_report:
             return
         d = {"kind": kind, "capture": key, "flow": flow}
@@ -291,12 +303,24 @@ def main(argv=None):
             d["note"] = extra
         details.append(d)
 
+    def bad_count():
+        return (res["flows_differing"], res["flows_only_privpkt"], res["flows_only_reference"],
+                res["label_mismatches"])
+
+    def note_capture(key, np_, nr, before, same_vectors):
+        """Every capture that fails the criterion, with its sample counts on both sides."""
+        if bad_count() != before:
+            res["captures_differing"].append({
+                "capture": key, "privpkt_samples": int(np_), "reference_samples": int(nr),
+                "same_vectors_other_flow_ids": same_vectors})
+
     for key in sorted(set(pkeys) | set(rkeys)):
         if key not in ppos or key not in rpos:
             continue
         pa, pb = pr[ppos[key]]
         ra, rb = rr[rpos[key]]
         res["captures_compared"] += 1
+        bad_before = bad_count()
         pflow, rflow = P.flow[pa:pb], R.flow[ra:rb]
         same_layout = (pb - pa == rb - ra) and np.array_equal(pflow, rflow)
         if same_layout:
@@ -309,7 +333,8 @@ def main(argv=None):
                 bad_rows.extend((i + diff).tolist())
             labels_bad = [i for i in range(pb - pa) if P.label[pa + i] != R.label[ra + i]]
             meta_bad = [i for i in range(pb - pa)
-                        if P.direction[pa + i] != R.direction[ra + i] or P.ts[pa + i] != R.ts[ra + i]]
+                        if P.direction[pa + i] != R.direction[ra + i]
+                        or abs(int(P.ts[pa + i]) - int(R.ts[ra + i])) > tol]
             flows = np.unique(pflow)
             res["flows_compared"] += len(flows)
             if not bad_rows and not labels_bad:
@@ -345,6 +370,7 @@ def main(argv=None):
                 describe("metadata", key, int(pflow[i]), pa + i, ra + i,
                          f"direction {P.direction[pa + i]}/{R.direction[ra + i]}, "
                          f"timestamp {P.ts[pa + i]}/{R.ts[ra + i]}")
+            note_capture(key, pb - pa, rb - ra, bad_before, False)
             continue
         # flow layout differs: compare per flow id, then the capture as a whole
         pv_all, rv_all = P.rows(pa, pb), R.rows(ra, rb)
@@ -394,7 +420,16 @@ def main(argv=None):
                          f"privpkt {len(x)} vectors, reference {len(y)}; the first {m} agree")
         if pv_all.shape == rv_all.shape and row_hashes(pv_all) == row_hashes(rv_all):
             res["captures_with_other_flow_ids_same_vectors"].append(key)
+            note_capture(key, pb - pa, rb - ra, bad_before, True)
+        else:
+            note_capture(key, pb - pa, rb - ra, bad_before, False)
 
+    for m in meta_details[:max(0, a.max_report - len(details))]:
+        kind, key, flow, prow, rrow, extra = m
+        d = {"kind": kind, "capture": key, "flow": flow, "privpkt_row": prow,
+             "privpkt_ts_ns": int(P.ts[prow]), "reference_row": rrow,
+             "reference_ts_ns": int(R.ts[rrow]), "note": extra}
+        details.append(d)
     res["fields"] = dict(sorted(res["fields"].items(), key=lambda kv: -kv[1]))
     ok = (P.n == R.n and res["flows_differing"] == 0 and res["flows_only_privpkt"] == 0
           and res["flows_only_reference"] == 0 and res["label_mismatches"] == 0
@@ -415,6 +450,9 @@ def main(argv=None):
         print(f"label mismatches: {res['label_mismatches']}")
     if res["metadata_mismatches"]:
         print(f"direction/timestamp mismatches (not counted as failure): {res['metadata_mismatches']}")
+    if res["captures_differing"]:
+        print(f"captures differing: {len(res['captures_differing'])}: "
+              f"{[c['capture'] for c in res['captures_differing']][:20]}")
     if res["captures_with_other_flow_ids_same_vectors"]:
         print("captures whose vectors agree but whose flow ids do not: "
               f"{res['captures_with_other_flow_ids_same_vectors'][:10]}")

@@ -2,25 +2,32 @@
 """Python/dpkt reference implementation of privpkt's Deep Packet step.
 
     python bench/deeppacket_ref.py <captures or dirs> --labels flows_labels.csv \
-        --label-column category --out DIR [--paper] [--max-per-flow N]
+        --label-column category --out DIR [--decoder raw|dpkt] [--paper] [--max-per-flow N]
 
 Writes DIR/vectors.npy ((N, 1500) uint8), DIR/index.csv (one row per vector: capture, flow
-id, label, ...) and DIR/summary.json, and prints a JSON summary (files, bytes, packets,
-samples, seconds, MB/s, packets/s, peak RSS).
+id, label, ...) and DIR/summary.json, and prints a JSON summary (decoder, files, bytes, packets,
+samples, seconds, MB/s, packets/s, peak RSS, skip counters).
 
 The spec is privpkt's Rust code (crates/capture/src/{reader,decode,flow,extract,deeppacket}.rs,
-crates/dataset/src/labels.rs); every rule below names the place it mirrors. The point is an
-independent second implementation whose vectors must be byte-identical to privpkt's, and a fair
-"what a researcher would write in Python" throughput baseline: one process, files one after the
-other in file-name order, no multiprocessing, no deliberately slow code.
+crates/dataset/src/labels.rs); every rule below names the place it mirrors. One process, files one
+after the other in file-name order, no multiprocessing, no deliberately slow code.
 
-dpkt is used for what it gets right at file level (the classic pcap file header through
-dpkt.pcap.Reader, pcapng constants). The per-record loops and the frame -> IP -> TCP/UDP
-decoding are written on raw bytes with `struct`, because the stock dpkt paths would change the
-output: dpkt.pcapng.Reader applies the first interface's link type and time resolution to every
-packet (the nDPI corpus mixes ns and us interfaces in one file), dpkt's iterators cannot skip a
-corrupt or truncated record, and dpkt's protocol classes decode things privpkt does not (MPLS,
-802.3 LLC/SNAP, PPPoE) and may recompute fields when re-serialised.
+Two decoders feed the same flow table, labels, per-flow cap, drop rules, UDP padding, masking and
+output:
+
+--decoder raw (default): the correctness check. An independent second implementation whose vectors
+must be byte-identical to privpkt's. dpkt only parses the classic pcap file header here; the
+per-record loops and the frame -> IP -> TCP/UDP decoding are written on raw bytes with `struct`,
+because the stock dpkt paths would change the output: dpkt.pcapng.Reader applies the first
+interface's link type and time resolution to every packet (the nDPI corpus mixes ns and us
+interfaces in one file), dpkt's iterators cannot skip a corrupt or truncated record, and dpkt's
+protocol classes decode things privpkt does not (MPLS, bad IPv4 version nibbles) and rewrite
+fields when re-serialised.
+
+--decoder dpkt: the throughput baseline, "what a researcher would write with dpkt":
+dpkt.pcap.Reader / dpkt.pcapng.Reader iteration and dpkt's protocol classes (dpkt_packets below).
+Its vectors equal privpkt's on ordinary captures and differ, by design, where dpkt decides
+differently (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ import numpy as np
 
 VECTOR_LEN = 1500
 UDP_PAD = 12
-TCP, UDP = 6, 17
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+TCP, UDP = dpkt.ip.IP_PROTO_TCP, dpkt.ip.IP_PROTO_UDP  # 6, 17
+FIN, SYN, RST, ACK = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_ACK
 # reader.rs
 MAX_RECORD = 262_144
 MAX_BLOCK = 16 * 1024 * 1024
 RESYNC_WINDOW = 8 << 20
+I64_MAX, I64_MIN, U64_MASK = (1 << 63) - 1, -(1 << 63), (1 << 64) - 1
 
 PCAP_LE = {b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\x34\xcd\xb2\xa1"}
 PCAP_BE = {b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d", b"\xa1\xb2\xcd\x34"}
@@ -61,9 +69,10 @@ class Stats:
     """Per-file counters (a subset of privpkt's ReadReport / ExtractReport)."""
 
     __slots__ = ("records", "skipped", "stopped_early", "tcp_udp", "flows", "labelled_flows",
-                 "labelled_packets", "dropped_by_rule", "capped", "samples")
+                 "labelled_packets", "dropped_by_rule", "capped", "samples", "interfaces")
 
     def __init__(self):
+        self.interfaces = []  # pcapng, raw decoder: [link type, units per second, offset s]
         self.records = 0
         self.skipped = {}
         self.stopped_early = None
@@ -163,7 +172,7 @@ def iter_pcapng(f, st):
     f.seek(0)
     read = f.read
     be = False
-    ifaces = []  # (linktype, resolution, offset_s)
+    ifaces = []  # (linktype, units per second, offset in ns)
     pos = 0
     u32 = struct.Struct("<I").unpack_from
     hdr = struct.Struct("<II").unpack_from
@@ -218,9 +227,16 @@ def iter_pcapng(f, st):
             if if_id >= len(ifaces):
                 st.skip("packet for an undefined interface")
                 continue
-            lt, res, off_s = ifaces[if_id]
-            ts = (ts_hi << 32) | ts_lo
-            yield ts * 1_000_000_000 // res + off_s * 1_000_000_000, lt, block[28:28 + caplen]
+            lt, res, off_ns = ifaces[if_id]
+            ns = ((ts_hi << 32) | ts_lo) * 1_000_000_000 // res
+            if ns > I64_MAX:  # reader.rs: `as i64` keeps the low 64 bits
+                ns &= U64_MASK
+                if ns > I64_MAX:
+                    ns -= 1 << 64
+            ns += off_ns
+            if ns > I64_MAX or ns < I64_MIN:  # saturating_add
+                ns = I64_MAX if ns > 0 else I64_MIN
+            yield ns, lt, block[28:28 + caplen]
         elif btype == 0x0A0D0D0A:  # section header block
             if blen >= 28:
                 ifaces = []
@@ -234,27 +250,28 @@ def iter_pcapng(f, st):
             tsresol, offset_s = 6, 0
             o, end = 16, blen - 4
             oh = struct.Struct(">HH" if be else "<HH").unpack_from
-            # lenient option walk, as pcap-parser's many0(complete(parse_option))
+            # lenient option walk, as pcap-parser's many0(complete(parse_option)); the two time
+            # options are decoded from the raw bytes as reader.rs idb_time_options does
             while o + 4 <= end:
                 code, olen = oh(block, o)
                 padded = (olen + 3) & ~3
                 if o + 4 + padded > end:
                     break
                 val = block[o + 4:o + 4 + padded]
-                if code == dpkt.pcapng.PCAPNG_OPT_IF_TSRESOL and padded:
+                if code == dpkt.pcapng.PCAPNG_OPT_IF_TSRESOL and olen >= 1:
                     tsresol = val[0]
-                elif code == dpkt.pcapng.PCAPNG_OPT_IF_TSOFFSET and len(val) >= 8:
-                    # pcap-parser reads it little-endian whatever the section's byte order
-                    offset_s = struct.unpack_from("<q", val)[0]
+                elif code == dpkt.pcapng.PCAPNG_OPT_IF_TSOFFSET and olen >= 8:
+                    # in the section's byte order
+                    offset_s = struct.unpack_from(">q" if be else "<q", val)[0]
                 o += 4 + padded
-            # pcap-parser build_ts_resolution: 10^n for n <= 19; the 2^n form (high bit set)
-            # is rejected by its `> 63` check on the raw byte, so privpkt assumes microseconds.
-            if tsresol & 0x80 or tsresol > 19:
+            res = ts_units(tsresol)
+            if res is None:
                 st.skip("interface with invalid time resolution (us assumed)")
                 res = 1_000_000
-            else:
-                res = 10 ** tsresol
-            ifaces.append((lt, res, offset_s))
+            # i64 nanoseconds of the offset, saturating as in reader.rs
+            off_ns = min(max(offset_s * 1_000_000_000, I64_MIN), I64_MAX)
+            ifaces.append((lt, res, off_ns))
+            st.interfaces.append([lt, res, offset_s])
         elif btype == 3:  # simple packet block
             if blen < 16:
                 st.skip("unparseable block")
@@ -265,6 +282,16 @@ def iter_pcapng(f, st):
             origlen = u32(block, 8)[0]
             data = block[12:blen - 4]
             yield 0, ifaces[0][0], data[:origlen]
+
+
+def ts_units(v):
+    """reader.rs ts_units: units per second of an if_tsresol value, 10^v, or 2^(v & 0x7f) when
+    the high bit is set; None when it does not fit in a u64. (pcap-parser 0.17, which privpkt
+    used before, rejected every power-of-2 resolution; the reference copied that and is fixed.)"""
+    if v & 0x80 == 0:
+        return 10 ** v if v <= 19 else None
+    e = v & 0x7F
+    return 1 << e if e <= 63 else None
 
 
 def resync_pcapng(f, pos, u32, st):
@@ -495,6 +522,129 @@ def decode(lt, f):
     return ip, v, l4off, proto, l4hl, ip_len, flags, src, dst, sport, dport
 
 
+def raw_packets(f, st):
+    """--decoder raw: the capture's TCP/UDP packets as (ts_ns, decode() tuple), through the
+    hand-written reader and decoder above (byte-exact with privpkt)."""
+    head = f.read(24)
+    if len(head) < 12:
+        st.stopped_early = "file is empty or shorter than a capture header"
+        return
+    magic = head[:4]
+    if magic == PCAPNG_MAGIC:
+        records = iter_pcapng(f, st)
+    elif magic in PCAP_LE or magic in PCAP_BE:
+        if len(head) < 24:
+            st.stopped_early = "file is shorter than a pcap header"
+            return
+        records = iter_pcap(f, head, st)
+    else:
+        st.stopped_early = f"not a pcap or pcapng file (magic bytes {magic.hex()})"
+        return
+    for ts, lt, frame in records:
+        st.records += 1
+        p = decode(lt, frame)
+        if p is not None:
+            yield ts, p
+
+
+# --------------------------------------------------------------------------------------------
+# --decoder dpkt: the same packets the way dpkt's documentation and research code read them
+# --------------------------------------------------------------------------------------------
+
+def _raw_ip(buf):
+    """Raw-IP link types carry IPv4 or IPv6: dpkt.ip.IP does not check the version itself."""
+    return dpkt.ip6.IP6(buf) if buf and buf[0] >> 4 == 6 else dpkt.ip.IP(buf)
+
+
+# link type -> (dpkt class for the frame, frame is the IP packet itself)
+DPKT_LINK = {
+    dpkt.pcap.DLT_EN10MB: (dpkt.ethernet.Ethernet, False),
+    dpkt.pcap.DLT_LINUX_SLL: (dpkt.sll.SLL, False),
+    dpkt.pcap.DLT_NULL: (dpkt.loopback.Loopback, False),
+    dpkt.pcap.DLT_LOOP: (dpkt.loopback.Loopback, False),
+    101: (_raw_ip, True),                # LINKTYPE_RAW
+    dpkt.pcap.DLT_RAW: (_raw_ip, True),  # DLT_RAW (12 on Linux, 14 on OpenBSD)
+    228: (dpkt.ip.IP, True),             # LINKTYPE_IPV4
+    229: (dpkt.ip6.IP6, True),           # LINKTYPE_IPV6
+}
+if getattr(dpkt, "sll2", None) is not None:  # dpkt >= 1.9.8
+    DPKT_LINK[dpkt.pcap.DLT_LINUX_SLL2] = (dpkt.sll2.SLL2, False)
+
+
+def dpkt_packets(f, st):
+    """--decoder dpkt: dpkt.pcap.Reader (or dpkt.pcapng.Reader) iteration, dpkt's protocol
+    classes for every layer, isinstance() tests for IP/IP6 and TCP/UDP, TCP flags as dpkt gives
+    them. Yields the same tuples as decode(), so flows, labels, drop rules and vectors are the
+    shared code.
+
+    Two departures from textbook dpkt code, both to keep the real packet bytes: the IP packet is
+    sliced from the frame at the IP header's offset (dpkt's own lengths) rather than taken as
+    bytes(ip), which fills in zero checksums and rewrites the IPv4 total length; and dpkt's float
+    timestamps are rounded to integer ns for the shared flow code.
+
+    What dpkt decides differently from privpkt shows up as different samples, by design: one link
+    type and time resolution per pcapng file (the first interface's), link types outside
+    DPKT_LINK not decoded, no resynchronisation after a corrupt record (dpkt reads on through it
+    or stops), IPv4 headers with a bad version nibble decoded, MPLS followed, at most 2 VLAN tags,
+    IPv4 AH not followed, simple packet blocks ignored. dpkt exceptions are caught per packet and
+    per file and counted in the skip counters."""
+    IP, IP6, TCPc, UDPc = dpkt.ip.IP, dpkt.ip6.IP6, dpkt.tcp.TCP, dpkt.udp.UDP
+    try:
+        try:
+            rdr = dpkt.pcap.Reader(f)
+        except ValueError:
+            f.seek(0)
+            rdr = dpkt.pcapng.Reader(f)
+    except Exception as e:  # noqa: BLE001 - dpkt raises ValueError, NeedData, struct.error...
+        st.skip(f"dpkt cannot open the file: {type(e).__name__}")
+        st.stopped_early = f"dpkt: {type(e).__name__}: {e}"
+        return
+    dl = rdr.datalink()
+    link, is_ip = DPKT_LINK.get(dl, (None, False))
+    records = 0
+    try:
+        for ts, buf in rdr:
+            records += 1
+            if link is None:
+                st.skip(f"link type {dl} not decoded with dpkt")
+                continue
+            try:
+                pkt = link(buf)
+                ip = pkt if is_ip else pkt.data
+                if isinstance(ip, IP):
+                    ver, ip_len = 4, ip.len
+                elif isinstance(ip, IP6):
+                    ver, ip_len = 6, 40 + ip.plen
+                else:
+                    continue
+                seg = ip.data
+                if isinstance(seg, TCPc):
+                    proto, l4hl, flags = TCP, seg.off * 4, seg.flags
+                elif isinstance(seg, UDPc):
+                    proto, l4hl, flags = UDP, 8, 0
+                else:
+                    continue
+                n = len(ip)
+                # The IP packet's own bytes, sliced from the frame at the IP header's offset:
+                # bytes(ip) re-serialises and then rewrites fields (see the README).
+                off = 0 if is_ip else len(pkt) - n
+                ipb = buf[off:off + n]
+                l4off = n - len(seg)
+            except Exception as e:  # noqa: BLE001
+                st.skip(f"dpkt: {type(e).__name__} decoding a frame")
+                continue
+            yield (round(ts * 1_000_000_000),
+                   (ipb, ver, l4off, proto, l4hl, ip_len, flags, ip.src, ip.dst, seg.sport, seg.dport))
+    except Exception as e:  # noqa: BLE001 - a broken record ends dpkt's iterator
+        st.skip(f"dpkt: {type(e).__name__} reading the file")
+        st.stopped_early = f"dpkt: {type(e).__name__} after record {records}: {e}"
+    finally:
+        st.records += records
+
+
+DECODERS = {"raw": raw_packets, "dpkt": dpkt_packets}
+
+
 # --------------------------------------------------------------------------------------------
 # Deep Packet vector (deeppacket.rs)
 # --------------------------------------------------------------------------------------------
@@ -713,26 +863,7 @@ def process_file(path, cap_idx, labels, has_file, cfg, vec_out, idx_writer, samp
     gc_at = None
 
     with open(path, "rb", buffering=1 << 20) as f:
-        head = f.read(24)
-        if len(head) < 12:
-            st.stopped_early = "file is empty or shorter than a capture header"
-            return st, 0
-        magic = head[:4]
-        if magic == PCAPNG_MAGIC:
-            packets = iter_pcapng(f, st)
-        elif magic in PCAP_LE or magic in PCAP_BE:
-            if len(head) < 24:
-                st.stopped_early = "file is shorter than a pcap header"
-                return st, 0
-            packets = iter_pcap(f, head, st)
-        else:
-            st.stopped_early = f"not a pcap or pcapng file (magic bytes {magic.hex()})"
-            return st, 0
-        for ts, lt, frame in packets:
-            st.records += 1
-            p = decode(lt, frame)
-            if p is None:
-                continue
+        for ts, p in DECODERS[cfg.decoder](f, st):
             ip, ver, l4off, l4, l4hl, ip_len, flags, src, dst, sport, dport = p
             st.tcp_udp += 1
             # ---- flow.rs FlowTable::place
@@ -848,6 +979,10 @@ def main(argv=None):
     ap.add_argument("--max-per-flow", type=int, default=256, help="keep the first N samples per flow; 0 keeps all")
     ap.add_argument("--idle-timeout", type=float, default=120.0)
     ap.add_argument("--active-timeout", type=float, default=3600.0)
+    ap.add_argument("--decoder", choices=sorted(DECODERS), default="raw",
+                    help="raw (default): hand-written reader/decoder, byte-exact with privpkt; "
+                         "dpkt: dpkt.pcap/pcapng.Reader and dpkt's protocol classes, as research "
+                         "code does (the throughput baseline)")
     cfg = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -859,6 +994,7 @@ def main(argv=None):
     total_bytes = 0
     total_records = 0
     samples = 0
+    skipped = {}
     with open(vec_path, "wb", buffering=1 << 22) as vec_out, \
             open(os.path.join(cfg.out, "index.csv"), "w", newline="", buffering=1 << 20) as idx:
         vec_out.write(npy_header(0))
@@ -871,12 +1007,16 @@ def main(argv=None):
             samples += n
             total_bytes += size
             total_records += st.records
+            for why, k in st.skipped.items():
+                skipped[why] = skipped.get(why, 0) + k
             captures.append({
                 "path": path, "bytes": size, "records": st.records, "tcp_udp_packets": st.tcp_udp,
                 "flows": st.flows, "labelled_flows": st.labelled_flows,
                 "dropped_by_rule": st.dropped_by_rule, "capped": st.capped, "samples": n,
                 "skipped": st.skipped, "stopped_early": st.stopped_early,
             })
+            if st.interfaces:
+                captures[-1]["pcapng_interfaces"] = st.interfaces
         vec_out.flush()
         vec_out.seek(0)
         vec_out.write(npy_header(samples))
@@ -884,6 +1024,7 @@ def main(argv=None):
     rss = peak_rss_bytes()
     summary = {
         "tool": "python-dpkt-reference",
+        "decoder": cfg.decoder,
         "python": sys.version.split()[0],
         "dpkt": dpkt.__version__,
         "numpy": np.__version__,
@@ -897,6 +1038,8 @@ def main(argv=None):
         "mb_per_s": total_bytes / 1e6 / secs if secs else None,
         "packets_per_s": total_records / secs if secs else None,
         "peak_rss_bytes": rss,
+        "skipped": dict(sorted(skipped.items(), key=lambda kv: -kv[1])),
+        "files_stopped_early": sum(1 for c in captures if c["stopped_early"]),
         "vectors": vec_path,
     }
     with open(os.path.join(cfg.out, "summary.json"), "w") as fh:

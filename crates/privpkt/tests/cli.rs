@@ -146,3 +146,50 @@ fn demo_runs_end_to_end() {
         assert!(d.path().join("demo").join(f).exists(), "{f}");
     }
 }
+
+#[test]
+fn train_eval_classify_roundtrip() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    json(&privpkt(
+        &["synth", "--out", "caps", "--categories", "voip,file_transfer", "--no-vpn", "--captures-per-class", "3", "--flows-per-capture", "4", "--json"],
+        p,
+    ));
+    json(&privpkt(
+        &["prepare", "caps", "--out", "ds", "--repr", "flowpic", "--mini", "--min-packets", "5", "--json"],
+        p,
+    ));
+    let t = json(&privpkt(
+        &["train", "ds", "--out", "m.safetensors", "--epochs", "4", "--batch-size", "16", "--lr", "0.003", "--json"],
+        p,
+    ));
+    assert_eq!(t["arch"], "flowpic-mini");
+    assert!(p.join("m.safetensors").exists());
+    let e = json(&privpkt(&["eval", "m.safetensors", "ds", "--json", "--plots", "ev"], p));
+    // VoIP and bulk transfer look nothing alike in size × time: the model must separate them
+    let f1 = e["report"]["macro_f1"].as_f64().unwrap();
+    assert!(f1 > 0.8, "macro-F1 {f1}: {}", e["report"]);
+    assert!(e["baseline"]["macro_f1"].as_f64().is_some());
+    assert!(p.join("ev/confusion.png").exists() && p.join("ev/confusion_flows.png").exists());
+    let o = privpkt(&["classify", "m.safetensors", "caps", "--format", "json"], p);
+    let flows = json(&o);
+    let flows = flows.as_array().unwrap();
+    assert!(flows.len() >= 8, "{} flows", flows.len());
+    let voip_ok = flows
+        .iter()
+        .filter(|f| f["capture"].as_str().unwrap().contains("voip_") && f["l4"] == "UDP" && f["endpoint_b"].as_str().unwrap().ends_with(":53") == false)
+        .filter(|f| f["predicted"] == "voip")
+        .count();
+    assert!(voip_ok > 0, "{flows:?}");
+    // a model and a dataset of different representations are refused with a clear error
+    json(&privpkt(&["prepare", "caps", "--out", "dp", "--json"], p));
+    let o = privpkt(&["eval", "m.safetensors", "dp"], p);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.to_lowercase().contains("flowpic") || err.contains("representation"), "{err}");
+    // a corrupt model file
+    std::fs::write(p.join("bad.safetensors"), b"not a model").unwrap();
+    let o = privpkt(&["eval", "bad.safetensors", "ds"], p);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.safetensors"));
+}
