@@ -1,0 +1,108 @@
+//! Training-step speed of a Deep Packet CNN on random data, for comparison with the PyTorch
+//! anchor (`opacus_deeppacket.py --fc 200,100,50`, non-private line).
+//!
+//!     cargo run --release -p privpkt-nn --example train_speed -- \
+//!         [--batch 64] [--iters 10] [--warmup 2] [--conv im2col|im2col-autodiff|burn|all] \
+//!         [--optimizer sgd|adam] [--arch deeppacket-app|deeppacket-traffic] [--no-tune]
+//!
+//! Prints one JSON object per convolution implementation: the median seconds per step
+//! (forward + backward + optimizer update), the fastest step, the optimizer's share, and
+//! samples/s at the median.
+
+use std::time::Instant;
+
+use privpkt_nn::model::{ConvImpl, Network};
+use privpkt_nn::optim::{OptimState, Optimizer};
+use privpkt_nn::train::gradients;
+use privpkt_nn::{Arch, InputSpec};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let batch: usize = arg(&args, "--batch").map_or(64, |s| s.parse().expect("--batch N"));
+    let iters: usize = arg(&args, "--iters").map_or(10, |s| s.parse().expect("--iters N"));
+    let warmup: usize = arg(&args, "--warmup").map_or(2, |s| s.parse().expect("--warmup N"));
+    let arch: Arch = arg(&args, "--arch").map_or(Arch::DeepPacketApp, |s| s.parse().expect("--arch"));
+    // SGD (lr 0.01, no momentum) by default: what the anchor's non-private step runs.
+    let (optimizer, lr) = match arg(&args, "--optimizer").as_deref() {
+        None | Some("sgd") => (Optimizer::Sgd { momentum: 0.0 }, 0.01),
+        Some("adam") => (Optimizer::Adam, 1e-3),
+        Some(o) => panic!("--optimizer sgd|adam, not {o}"),
+    };
+    let convs = match arg(&args, "--conv").as_deref() {
+        None | Some("im2col") => vec![ConvImpl::Im2col],
+        Some("im2col-autodiff") => vec![ConvImpl::Im2colAutodiff],
+        Some("burn") => vec![ConvImpl::Burn],
+        Some("all") => vec![ConvImpl::Im2col, ConvImpl::Im2colAutodiff, ConvImpl::Burn],
+        Some(c) => panic!("--conv im2col|im2col-autodiff|burn|all, not {c}"),
+    };
+    let tuned = !args.iter().any(|a| a == "--no-tune");
+    if tuned {
+        privpkt_nn::tune_allocator();
+    }
+
+    let classes = 17;
+    let mut net = Network::new(arch, InputSpec::DeepPacket { len: 1500 }, classes).expect("network");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let x: Vec<f32> = (0..batch * 1500).map(|_| rng.random::<f32>()).collect();
+    let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+    for conv in convs {
+        net.conv = conv;
+        let mut params = net.init_params(0);
+        let mut opt = OptimState::new(optimizer, &params);
+        let (mut steps, mut update) = (Vec::new(), 0.0);
+        for it in 0..warmup + iters {
+            let t0 = Instant::now();
+            let (g, _) = gradients(
+                &net,
+                &params,
+                x.clone(),
+                &y,
+                None,
+                &mut ChaCha8Rng::seed_from_u64(it as u64),
+            );
+            let t1 = Instant::now();
+            let g: Vec<&[f32]> = g.iter().map(|d| d.as_slice::<f32>().expect("f32")).collect();
+            opt.update(&mut params, &g, lr, 0.0);
+            let t2 = Instant::now();
+            if it >= warmup {
+                steps.push((t2 - t0).as_secs_f64());
+                update += (t2 - t1).as_secs_f64();
+            }
+        }
+        // The median step: robust to other processes briefly taking a core.
+        steps.sort_by(f64::total_cmp);
+        let step = steps[steps.len() / 2];
+        println!(
+            "{}",
+            serde_json::json!({
+                "arch": arch.name(),
+                "conv": match conv {
+                    ConvImpl::Im2col => "im2col",
+                    ConvImpl::Im2colAutodiff => "im2col-autodiff",
+                    ConvImpl::Burn => "burn",
+                },
+                "optimizer": match optimizer {
+                    Optimizer::Adam => "adam",
+                    Optimizer::Sgd { .. } => "sgd",
+                },
+                "batch": batch,
+                "iters": iters,
+                "params": params.count(),
+                "threads": rayon::current_num_threads(),
+                "allocator_tuned": tuned,
+                "seconds_per_step": step,
+                "fastest_step_seconds": steps[0],
+                "optimizer_seconds_per_step": update / iters as f64,
+                "samples_per_s": batch as f64 / step,
+            })
+        );
+    }
+}

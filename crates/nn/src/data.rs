@@ -1,0 +1,341 @@
+//! Dataset splits in memory, and raw samples turned into scaled `f32` batches.
+//!
+//! Samples stay in their stored type (u8 vectors, u16 or sparse FlowPics) until a batch is
+//! made: a Deep Packet split takes 1500 bytes per sample instead of 6000.
+
+use std::collections::HashMap;
+
+use privpkt_dataset::npy::{self, Dtype};
+use privpkt_dataset::{Dataset, Split, Storage};
+
+use crate::arch::InputSpec;
+use crate::error::{NnError, Result};
+
+/// Stored samples of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleData {
+    /// Deep Packet vectors, row-major `n × len`.
+    Bytes(Vec<u8>),
+    /// Dense FlowPics, row-major `n × R × R`.
+    Dense16(Vec<u16>),
+    /// CSR FlowPics: image i is `bins[indptr[i]..indptr[i+1]]` with its `counts`.
+    Sparse {
+        indptr: Vec<u64>,
+        bins: Vec<u32>,
+        counts: Vec<u16>,
+    },
+}
+
+/// One split of a dataset in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Samples {
+    pub input: InputSpec,
+    pub data: SampleData,
+    /// Class index (manifest order) per sample.
+    pub labels: Vec<u32>,
+    /// Row of each sample in the dataset (`index.csv`'s `sample`).
+    pub sample: Vec<u64>,
+    /// Capture (position in the manifest) and flow id per sample, for flow-level metrics.
+    pub capture: Vec<u32>,
+    pub flow: Vec<u64>,
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Borrow the samples as a raw batch (for [`crate::Model::predict_proba`]).
+    pub fn raw(&self) -> RawBatch<'_> {
+        match (&self.data, self.input) {
+            (SampleData::Bytes(b), _) => RawBatch::DeepPacket(b),
+            (SampleData::Dense16(d), InputSpec::FlowPic { resolution }) => {
+                RawBatch::FlowPicDense { resolution, counts: d }
+            }
+            (SampleData::Sparse { indptr, bins, counts }, InputSpec::FlowPic { resolution }) => {
+                RawBatch::FlowPicSparse {
+                    resolution,
+                    indptr,
+                    bins,
+                    counts,
+                }
+            }
+            (_, InputSpec::DeepPacket { .. }) => RawBatch::DeepPacket(&[]),
+        }
+    }
+
+    /// Samples per class.
+    pub fn class_counts(&self, classes: usize) -> Vec<u64> {
+        let mut c = vec![0u64; classes];
+        for &y in &self.labels {
+            c[y as usize] += 1;
+        }
+        c
+    }
+
+    /// The samples at `keep` (in that order).
+    pub fn subset(&self, keep: &[usize]) -> Samples {
+        let data = match &self.data {
+            SampleData::Bytes(b) => {
+                let w = self.input.features();
+                SampleData::Bytes(keep.iter().flat_map(|&i| &b[i * w..(i + 1) * w]).copied().collect())
+            }
+            SampleData::Dense16(d) => {
+                let w = self.input.features();
+                SampleData::Dense16(keep.iter().flat_map(|&i| &d[i * w..(i + 1) * w]).copied().collect())
+            }
+            SampleData::Sparse { indptr, bins, counts } => {
+                let (mut ip, mut bs, mut cs) = (vec![0u64], Vec::new(), Vec::new());
+                for &i in keep {
+                    let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
+                    bs.extend_from_slice(&bins[a..b]);
+                    cs.extend_from_slice(&counts[a..b]);
+                    ip.push(bs.len() as u64);
+                }
+                SampleData::Sparse {
+                    indptr: ip,
+                    bins: bs,
+                    counts: cs,
+                }
+            }
+        };
+        let pick = |v: &[u64]| keep.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        Samples {
+            input: self.input,
+            data,
+            labels: keep.iter().map(|&i| self.labels[i]).collect(),
+            sample: pick(&self.sample),
+            capture: keep.iter().map(|&i| self.capture[i]).collect(),
+            flow: pick(&self.flow),
+        }
+    }
+}
+
+/// Raw samples as stored, borrowed: what inference takes.
+#[derive(Debug, Clone, Copy)]
+pub enum RawBatch<'a> {
+    /// Deep Packet vectors, rows of 1500 bytes.
+    DeepPacket(&'a [u8]),
+    /// FlowPics `n × R × R` packet counts.
+    FlowPicDense { resolution: usize, counts: &'a [u16] },
+    /// CSR FlowPics as `privpkt_dataset::store::SparseImages` holds them (`indptr` has n+1
+    /// entries, offsets into `bins`/`counts`; bins are flat `row·R + col`).
+    FlowPicSparse {
+        resolution: usize,
+        indptr: &'a [u64],
+        bins: &'a [u32],
+        counts: &'a [u16],
+    },
+}
+
+impl RawBatch<'_> {
+    /// What these samples are, and how many, checking that the slices are consistent.
+    pub fn check(&self) -> Result<(InputSpec, usize)> {
+        let bad = |m: String| NnError::Incompatible(m);
+        match *self {
+            RawBatch::DeepPacket(b) => {
+                let len = privpkt_capture::VECTOR_LEN;
+                if !b.len().is_multiple_of(len) {
+                    return Err(bad(format!(
+                        "{} bytes is not a whole number of {len}-byte vectors",
+                        b.len()
+                    )));
+                }
+                Ok((InputSpec::DeepPacket { len }, b.len() / len))
+            }
+            RawBatch::FlowPicDense { resolution, counts } => {
+                let px = resolution * resolution;
+                if px == 0 || !counts.len().is_multiple_of(px) {
+                    return Err(bad(format!(
+                        "{} counts is not a whole number of {resolution}×{resolution} images",
+                        counts.len()
+                    )));
+                }
+                Ok((InputSpec::FlowPic { resolution }, counts.len() / px))
+            }
+            RawBatch::FlowPicSparse {
+                resolution,
+                indptr,
+                bins,
+                counts,
+            } => {
+                let px = (resolution * resolution) as u64;
+                let nnz = indptr.last().copied().unwrap_or(0);
+                if indptr.is_empty()
+                    || bins.len() != counts.len()
+                    || nnz as usize > bins.len()
+                    || indptr.windows(2).any(|w| w[0] > w[1])
+                    || bins.iter().any(|&b| b as u64 >= px)
+                {
+                    return Err(bad(format!(
+                        "sparse FlowPics are inconsistent (indptr/bins/counts, or a bin outside {resolution}×{resolution})"
+                    )));
+                }
+                Ok((InputSpec::FlowPic { resolution }, indptr.len() - 1))
+            }
+        }
+    }
+
+    /// Write sample `i`, scaled, into `out` (`features` values). The batch must have passed
+    /// [`RawBatch::check`].
+    pub fn fill(&self, i: usize, out: &mut [f32]) {
+        match *self {
+            RawBatch::DeepPacket(b) => {
+                let w = out.len();
+                for (o, &v) in out.iter_mut().zip(&b[i * w..(i + 1) * w]) {
+                    *o = v as f32 / 255.0;
+                }
+            }
+            RawBatch::FlowPicDense { counts, .. } => {
+                let w = out.len();
+                let img = &counts[i * w..(i + 1) * w];
+                let max = img.iter().copied().max().unwrap_or(0);
+                let norm = log_norm(max);
+                for (o, &c) in out.iter_mut().zip(img) {
+                    *o = if c == 0 { 0.0 } else { (c as f32).ln_1p() * norm };
+                }
+            }
+            RawBatch::FlowPicSparse {
+                indptr, bins, counts, ..
+            } => {
+                out.fill(0.0);
+                let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
+                let max = counts[a..b].iter().copied().max().unwrap_or(0);
+                let norm = log_norm(max);
+                // Repeated bins are summed, like a dense histogram would hold them.
+                for (&bin, &c) in bins[a..b].iter().zip(&counts[a..b]) {
+                    out[bin as usize] += c as f32;
+                }
+                if max > 0 {
+                    for o in out.iter_mut().filter(|o| **o > 0.0) {
+                        *o = o.ln_1p() * norm;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Samples `idx`, scaled, row-major `[idx.len(), features]`.
+    pub fn batch(&self, idx: &[usize], features: usize) -> Vec<f32> {
+        let mut out = vec![0f32; idx.len() * features];
+        for (row, &i) in out.chunks_exact_mut(features.max(1)).zip(idx) {
+            self.fill(i, row);
+        }
+        out
+    }
+}
+
+fn log_norm(max: u16) -> f32 {
+    if max == 0 {
+        0.0
+    } else {
+        1.0 / (max as f32).ln_1p()
+    }
+}
+
+/// Load one split of a dataset: its samples in index order, with labels and flow ids.
+pub fn load_split(ds: &Dataset, split: Split) -> Result<Samples> {
+    let m = &ds.manifest;
+    let input = InputSpec::from_manifest(m)?;
+    let index = ds.read_index()?;
+    let class_of: HashMap<&str, u32> = m
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
+    let mut rows = Vec::new();
+    let (mut labels, mut sample, mut capture, mut flow) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in index.iter().filter(|r| r.split == split.name()) {
+        let y = *class_of.get(r.label.as_str()).ok_or_else(|| NnError::Data {
+            path: ds.index_path(),
+            msg: format!(
+                "sample {}: label `{}` is not among the manifest's classes",
+                r.sample, r.label
+            ),
+        })?;
+        rows.push(r.sample as usize);
+        labels.push(y);
+        sample.push(r.sample);
+        capture.push(r.capture);
+        flow.push(r.flow);
+    }
+    let data = match &m.storage {
+        Storage::Dense { dtype, shards, .. } => {
+            let width = input.features();
+            let mut bytes = Vec::with_capacity(rows.len() * width * dtype.size());
+            let row_bytes = width * dtype.size();
+            let mut next = 0; // position in `rows` (sorted ascending, index order)
+            let mut start = 0usize;
+            for s in shards {
+                let end = start + s.rows as usize;
+                if next < rows.len() && rows[next] < end {
+                    let p = ds.dir.join(&s.file);
+                    let (_, b) = npy::read_bytes(&p, *dtype).map_err(|msg| NnError::Data { path: p.clone(), msg })?;
+                    if b.len() != s.rows as usize * row_bytes {
+                        return Err(NnError::Data {
+                            path: p,
+                            msg: format!("{} data bytes, expected {}", b.len(), s.rows as usize * row_bytes),
+                        });
+                    }
+                    while next < rows.len() && rows[next] < end {
+                        let o = (rows[next] - start) * row_bytes;
+                        bytes.extend_from_slice(&b[o..o + row_bytes]);
+                        next += 1;
+                    }
+                }
+                start = end;
+            }
+            match dtype {
+                Dtype::U8 => SampleData::Bytes(bytes),
+                Dtype::U16 => SampleData::Dense16(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect(),
+                ),
+                other => {
+                    return Err(NnError::Data {
+                        path: ds.dir.join("manifest.json"),
+                        msg: format!("dense samples of dtype {other:?} are not a known representation"),
+                    })
+                }
+            }
+        }
+        Storage::Sparse { .. } => {
+            let sp = ds.read_sparse()?;
+            let r = input.features() as u64;
+            if sp.bins.iter().any(|&b| b as u64 >= r) {
+                return Err(NnError::Data {
+                    path: ds.dir.clone(),
+                    msg: "a sparse FlowPic bin lies outside the image".into(),
+                });
+            }
+            let full = Samples {
+                input,
+                data: SampleData::Sparse {
+                    indptr: sp.indptr,
+                    bins: sp.bins,
+                    counts: sp.counts,
+                },
+                labels: vec![0; m.totals.samples as usize],
+                sample: vec![0; m.totals.samples as usize],
+                capture: vec![0; m.totals.samples as usize],
+                flow: vec![0; m.totals.samples as usize],
+            };
+            full.subset(&rows).data
+        }
+    };
+    Ok(Samples {
+        input,
+        data,
+        labels,
+        sample,
+        capture,
+        flow,
+    })
+}

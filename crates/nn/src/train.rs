@@ -1,0 +1,792 @@
+//! Training: mini-batch epochs with early stopping on validation macro-F1, a checkpoint after
+//! every epoch, and exact resumption.
+//!
+//! Reproducibility: the initial weights come from `seed`; epoch e's shuffle from a generator
+//! seeded by (seed, e); batch b's dropout masks from one seeded by (seed, e, b). No generator
+//! state carries over from one epoch to the next, so the checkpoint needs only the epoch
+//! number, and a resumed run computes exactly what an uninterrupted one would.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use privpkt_dataset::{Dataset, Split};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{Arch, InputSpec};
+use crate::data::{load_split, Samples};
+use crate::error::{NnError, Result};
+use crate::metrics::ConfusionMatrix;
+use crate::model::{cross_entropy, dense, Mode, Network, ParamSpec, Params, SAE_LAYERS};
+use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT, MODEL_FORMAT_VERSION};
+use crate::optim::{OptimState, Optimizer};
+use crate::tensors::{self, NamedTensor, ReadError};
+
+/// File name of the checkpoint in the work directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const CHECKPOINT_FORMAT: &str = "privpkt-checkpoint";
+const CHECKPOINT_KEY: &str = "privpkt-checkpoint";
+
+/// Learning rate over epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// `lr · (1 + cos(π·e/E)) / 2` in epoch e of E.
+    Cosine,
+    /// `lr · gamma^⌊e/every⌋`.
+    Step { every: usize, gamma: f64 },
+}
+
+impl Schedule {
+    /// Learning rate of epoch `epoch` (0-based) of `epochs`.
+    pub fn lr(&self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos()),
+            Schedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(1)) as i32),
+        }
+    }
+}
+
+/// Hyper-parameters of a training run (stored in the model file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub arch: Arch,
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Stop after this many epochs without a better validation macro-F1; `None` never stops.
+    pub patience: Option<usize>,
+    /// Weight the loss by inverse class frequency (classes are often very unbalanced).
+    pub class_weights: bool,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Epochs of greedy pre-training per stacked-autoencoder layer (`sae` only).
+    pub sae_pretrain_epochs: usize,
+    /// Train on a seeded random subset of at most this many training samples.
+    pub max_train_samples: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The papers' usual settings: Adam 1e-3, batch 64, 20 epochs, patience 5.
+    pub fn new(arch: Arch) -> TrainConfig {
+        TrainConfig {
+            arch,
+            optimizer: Optimizer::Adam,
+            lr: 1e-3,
+            schedule: Schedule::Constant,
+            epochs: 20,
+            batch_size: 64,
+            patience: Some(5),
+            class_weights: false,
+            weight_decay: 0.0,
+            seed: 0,
+            sae_pretrain_epochs: 3,
+            max_train_samples: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(NnError::Config(m.to_string()));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("the learning rate must be > 0");
+        }
+        if self.epochs == 0 {
+            return bad("epochs must be ≥ 1");
+        }
+        if self.batch_size == 0 {
+            return bad("the batch size must be ≥ 1");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight decay must be ≥ 0");
+        }
+        if let Optimizer::Sgd { momentum } = self.optimizer {
+            if !(0.0..1.0).contains(&momentum) {
+                return bad("SGD momentum must be in [0, 1)");
+            }
+        }
+        if let Schedule::Step { every, gamma } = self.schedule {
+            if every == 0 || !(gamma.is_finite() && gamma > 0.0) {
+                return bad("a step schedule needs every ≥ 1 and gamma > 0");
+            }
+        }
+        if self.max_train_samples == Some(0) {
+            return bad("max_train_samples must be ≥ 1");
+        }
+        Ok(())
+    }
+}
+
+/// One finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_macro_f1: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Progress of [`train`], for a progress bar. Epochs are 1-based.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// Continuing from a checkpoint after `epochs_done` epochs.
+    Resumed {
+        epochs_done: usize,
+    },
+    /// Stacked autoencoder pre-training: an epoch of layer `layer` (1-based) done.
+    Pretrain {
+        layer: usize,
+        layers: usize,
+        epoch: usize,
+        epochs: usize,
+        loss: f64,
+    },
+    EpochStart {
+        epoch: usize,
+        epochs: usize,
+        batches: usize,
+        lr: f64,
+    },
+    /// Running means over the epoch so far.
+    Batch {
+        epoch: usize,
+        batch: usize,
+        batches: usize,
+        loss: f64,
+        accuracy: f64,
+    },
+    EpochEnd {
+        record: EpochRecord,
+        best: bool,
+    },
+    EarlyStop {
+        epoch: usize,
+        best_epoch: usize,
+    },
+    Warning(String),
+}
+
+/// What [`train`] returns; `model` holds the best-on-validation weights.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model: Model,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best_val_macro_f1: Option<f64>,
+    pub stopped_early: bool,
+    /// Epochs already done when this call resumed.
+    pub resumed_from: Option<usize>,
+}
+
+/// Loss and correct predictions of one batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub correct: usize,
+}
+
+/// Gradients (one flat vector per parameter) of the batch loss, in one forward + backward.
+pub fn gradients(
+    net: &Network,
+    params: &Params,
+    x: Vec<f32>,
+    targets: &[u32],
+    class_weights: Option<&[f32]>,
+    dropout: &mut ChaCha8Rng,
+) -> (Vec<TensorData>, StepStats) {
+    let ad = Device::flex().autodiff();
+    let p = params.tensors(&ad, true);
+    let n = targets.len();
+    let x = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &Device::flex());
+    let mut block = None;
+    let logits = net.forward(
+        &p,
+        x,
+        &mut Mode {
+            dropout: Some(dropout),
+            probes: None,
+            conv_block: Some(&mut block),
+        },
+    );
+    let correct = count_correct(&logits.clone().inner().into_data(), targets, net.classes);
+    let loss = cross_entropy(logits, targets, class_weights);
+    let mut grads = loss.backward();
+    let loss = scalar(loss.inner().into_data());
+    let mut g: Vec<Option<Tensor<1>>> = p.iter().map(|t| t.grad_remove(&mut grads)).collect();
+    if let Some((block, features)) = block {
+        // The convolution block ran outside autodiff: finish the chain rule by hand.
+        let df = features.grad(&grads).expect("the features lie on the loss's path");
+        let df = df.into_data().try_into_vec::<f32>().expect("f32 gradient");
+        for (i, v) in block.backward(&p, &df).params.into_iter().enumerate() {
+            let len = v.len();
+            g[i] = Some(Tensor::from_data(TensorData::new(v, [len]), &Device::flex()));
+        }
+    }
+    let g = g
+        .into_iter()
+        .zip(&params.values)
+        .map(|(t, v)| {
+            t.map(Tensor::into_data)
+                .unwrap_or_else(|| TensorData::new(vec![0f32; v.len()], [v.len()]))
+        })
+        .collect();
+    (g, StepStats { loss, correct })
+}
+
+/// One optimisation step on a batch of scaled inputs `x` (`[targets.len(), features]`).
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    net: &Network,
+    params: &mut Params,
+    opt: &mut OptimState,
+    x: Vec<f32>,
+    targets: &[u32],
+    class_weights: Option<&[f32]>,
+    lr: f64,
+    weight_decay: f64,
+    dropout: &mut ChaCha8Rng,
+) -> StepStats {
+    let (grads, stats) = gradients(net, params, x, targets, class_weights, dropout);
+    let g: Vec<&[f32]> = grads
+        .iter()
+        .map(|d| d.as_slice::<f32>().expect("f32 gradients"))
+        .collect();
+    opt.update(params, &g, lr, weight_decay);
+    stats
+}
+
+fn scalar(d: TensorData) -> f64 {
+    d.as_slice::<f32>()
+        .ok()
+        .and_then(|s| s.first().copied())
+        .unwrap_or(f32::NAN) as f64
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn count_correct(logits: &TensorData, targets: &[u32], classes: usize) -> usize {
+    let l = logits.as_slice::<f32>().expect("f32 logits");
+    l.chunks_exact(classes)
+        .zip(targets)
+        .filter(|(row, &y)| argmax(row) == y)
+        .count()
+}
+
+/// Macro-F1 and accuracy of `params` on (non-empty) `samples`, by [`crate::metrics`].
+fn evaluate(net: &Network, params: &Params, samples: &Samples) -> Result<(f64, f64)> {
+    let raw = samples.raw();
+    let probs = modelfile::predict(net, params, &raw, samples.len());
+    let pred: Vec<usize> = probs.iter().map(|r| argmax(r) as usize).collect();
+    let truth: Vec<usize> = samples.labels.iter().map(|&y| y as usize).collect();
+    let cm = ConfusionMatrix::from_labels(net.classes, &truth, &pred)
+        .map_err(|e| NnError::Config(format!("validation metrics: {e}")))?;
+    Ok((cm.macro_f1(), cm.accuracy()))
+}
+
+/// SplitMix64 over (seed, parts): independent seeds for each use of randomness.
+pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+    let mut z = seed;
+    for &p in parts {
+        z = z
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(p.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z
+}
+
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_DROPOUT: u64 = 2;
+const STREAM_SUBSET: u64 = 3;
+const STREAM_PRETRAIN: u64 = 4;
+
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    v.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    v
+}
+
+/// Inverse-frequency class weights, normalised to mean 1 over the classes present.
+pub fn inverse_frequency(counts: &[u64]) -> Vec<f32> {
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f64;
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                (total as f64 / (present * c as f64)) as f32
+            }
+        })
+        .collect()
+}
+
+/// Training state between epochs: what a checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CheckpointMeta {
+    format: String,
+    privpkt_version: String,
+    config: TrainConfig,
+    dataset_manifest_sha256: String,
+    classes: Vec<String>,
+    epochs_done: usize,
+    opt_step: u64,
+    best_score: Option<f64>,
+    best_epoch: usize,
+    bad_epochs: usize,
+    stopped_early: bool,
+    history: Vec<EpochRecord>,
+}
+
+struct State {
+    meta: CheckpointMeta,
+    params: Params,
+    opt: OptimState,
+    best: Option<Vec<Vec<f32>>>,
+}
+
+impl State {
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut groups: Vec<(&str, &[Vec<f32>])> = vec![
+            ("param", &self.params.values),
+            ("opt_m", &self.opt.m),
+            ("opt_v", &self.opt.v),
+        ];
+        if let Some(b) = &self.best {
+            groups.push(("best", b));
+        }
+        let t: Vec<NamedTensor<'_>> = groups
+            .into_iter()
+            .flat_map(|(prefix, values)| {
+                self.params.specs.iter().zip(values).map(move |(s, v)| NamedTensor {
+                    name: format!("{prefix}/{}", s.name),
+                    shape: s.shape.clone(),
+                    data: v,
+                })
+            })
+            .collect();
+        let json = serde_json::to_string(&self.meta).map_err(|e| NnError::Config(e.to_string()))?;
+        let meta = std::collections::HashMap::from([(CHECKPOINT_KEY.to_string(), json)]);
+        tensors::write(path, &t, meta).map_err(|msg| NnError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(msg),
+        })
+    }
+
+    /// Read a checkpoint of a run of `cfg` (up to epochs and patience) on the dataset whose
+    /// manifest hashes to `sha`.
+    fn load(path: &Path, specs: &[ParamSpec], cfg: &TrainConfig, sha: &str) -> Result<State> {
+        let bad = |msg: String| NnError::Checkpoint {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let (meta, mut found) = tensors::read(path).map_err(|e| match e {
+            ReadError::Io(source) => NnError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::Corrupt(m) => bad(m),
+        })?;
+        let meta: CheckpointMeta = meta
+            .get(CHECKPOINT_KEY)
+            .ok_or_else(|| bad("no checkpoint metadata".into()))
+            .and_then(|j| serde_json::from_str(j).map_err(|e| bad(format!("metadata: {e}"))))?;
+        if meta.format != CHECKPOINT_FORMAT {
+            return Err(bad(format!("format `{}`", meta.format)));
+        }
+        if meta.dataset_manifest_sha256 != sha {
+            return Err(bad("it was made on a different dataset".into()));
+        }
+        if comparable(&meta.config) != comparable(cfg) {
+            return Err(bad(format!(
+                "it was made with other settings ({}); only epochs and patience may change",
+                serde_json::to_string(&meta.config).unwrap_or_default()
+            )));
+        }
+        let mut take = |prefix: &str, required: bool| -> Result<Option<Vec<Vec<f32>>>> {
+            let mut out = Vec::new();
+            for s in specs {
+                match found.remove(&format!("{prefix}/{}", s.name)) {
+                    Some((shape, v)) if shape == s.shape => out.push(v),
+                    Some((shape, _)) => {
+                        return Err(bad(format!(
+                            "{prefix}/{} has shape {shape:?}, expected {:?}",
+                            s.name, s.shape
+                        )))
+                    }
+                    None if required || !out.is_empty() => return Err(bad(format!("{prefix}/{} is missing", s.name))),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(out))
+        };
+        let values = take("param", true)?.unwrap_or_default();
+        let m = take("opt_m", false)?.unwrap_or_default();
+        let v = take("opt_v", false)?.unwrap_or_default();
+        let best = take("best", false)?;
+        let opt = OptimState {
+            kind: meta.config.optimizer,
+            step: meta.opt_step,
+            m,
+            v,
+        };
+        let params = Params {
+            specs: specs.to_vec(),
+            values,
+        };
+        if (opt.m.len(), opt.v.len()) != shape_of_state(opt.kind, specs.len()) {
+            return Err(bad("optimizer state does not match the optimizer".into()));
+        }
+        Ok(State {
+            meta,
+            params,
+            opt,
+            best,
+        })
+    }
+}
+
+fn shape_of_state(kind: Optimizer, n: usize) -> (usize, usize) {
+    match kind {
+        Optimizer::Adam => (n, n),
+        Optimizer::Sgd { momentum } if momentum != 0.0 => (n, 0),
+        Optimizer::Sgd { .. } => (0, 0),
+    }
+}
+
+/// Settings that may differ between an interrupted run and its resumption.
+fn comparable(cfg: &TrainConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("epochs");
+        o.remove("patience");
+    }
+    v
+}
+
+/// Train `cfg.arch` on `ds`'s train split, early-stopping on its val split; checkpoint in
+/// `work_dir` after every epoch; with `resume`, continue from the checkpoint there.
+pub fn train(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    resume: bool,
+    progress: &dyn Fn(TrainEvent),
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let manifest = &ds.manifest;
+    let input = InputSpec::from_manifest(manifest)?;
+    let net = Network::new(cfg.arch, input, manifest.classes.len())?;
+    let sha = modelfile::manifest_sha256(ds)?;
+    std::fs::create_dir_all(work_dir).map_err(crate::error::io_err(work_dir))?;
+    let ckpt: PathBuf = work_dir.join(CHECKPOINT_FILE);
+
+    let mut train_set = load_split(ds, Split::Train)?;
+    if train_set.is_empty() {
+        return Err(NnError::Config(format!(
+            "{}: the train split is empty",
+            ds.dir.display()
+        )));
+    }
+    if let Some(max) = cfg.max_train_samples.filter(|&m| m < train_set.len()) {
+        let mut keep = permutation(train_set.len(), derive_seed(cfg.seed, &[STREAM_SUBSET]));
+        keep.truncate(max);
+        keep.sort_unstable();
+        train_set = train_set.subset(&keep);
+    }
+    let val = load_split(ds, Split::Val)?;
+    if val.is_empty() {
+        progress(TrainEvent::Warning(
+            "the validation split is empty: no early stopping, the last epoch's weights are kept".into(),
+        ));
+    }
+    let weights = cfg
+        .class_weights
+        .then(|| inverse_frequency(&train_set.class_counts(net.classes)));
+
+    let mut resumed_from = None;
+    let mut st = if resume && ckpt.exists() {
+        let mut st = State::load(&ckpt, &net.param_specs(), cfg, &sha)?;
+        if st.meta.config.epochs != cfg.epochs && cfg.schedule == Schedule::Cosine {
+            progress(TrainEvent::Warning(
+                "the number of epochs changed: the cosine schedule now differs from the interrupted run's".into(),
+            ));
+        }
+        st.meta.config = cfg.clone();
+        resumed_from = Some(st.meta.epochs_done);
+        progress(TrainEvent::Resumed {
+            epochs_done: st.meta.epochs_done,
+        });
+        st
+    } else {
+        if resume {
+            progress(TrainEvent::Warning(format!(
+                "no checkpoint in {}: starting from scratch",
+                work_dir.display()
+            )));
+        }
+        let mut params = net.init_params(cfg.seed);
+        if cfg.arch == Arch::Sae && cfg.sae_pretrain_epochs > 0 {
+            pretrain_sae(&net, &mut params, &train_set, cfg, progress);
+        }
+        let opt = OptimState::new(cfg.optimizer, &params);
+        let st = State {
+            meta: CheckpointMeta {
+                format: CHECKPOINT_FORMAT.into(),
+                privpkt_version: env!("CARGO_PKG_VERSION").into(),
+                config: cfg.clone(),
+                dataset_manifest_sha256: sha.clone(),
+                classes: manifest.classes.clone(),
+                epochs_done: 0,
+                opt_step: 0,
+                best_score: None,
+                best_epoch: 0,
+                bad_epochs: 0,
+                stopped_early: false,
+                history: Vec::new(),
+            },
+            params,
+            opt,
+            best: None,
+        };
+        st.save(&ckpt)?;
+        st
+    };
+
+    let raw = train_set.raw();
+    let features = net.input.features();
+    let n = train_set.len();
+    let batches = n.div_ceil(cfg.batch_size);
+    while st.meta.epochs_done < cfg.epochs && !st.meta.stopped_early {
+        let e = st.meta.epochs_done;
+        let started = Instant::now();
+        let lr = cfg.schedule.lr(cfg.lr, e, cfg.epochs);
+        progress(TrainEvent::EpochStart {
+            epoch: e + 1,
+            epochs: cfg.epochs,
+            batches,
+            lr,
+        });
+        let order = permutation(n, derive_seed(cfg.seed, &[STREAM_SHUFFLE, e as u64]));
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let x = raw.batch(idx, features);
+            let y: Vec<u32> = idx.iter().map(|&i| train_set.labels[i]).collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, &[STREAM_DROPOUT, e as u64, b as u64]));
+            let s = train_step(
+                &net,
+                &mut st.params,
+                &mut st.opt,
+                x,
+                &y,
+                weights.as_deref(),
+                lr,
+                cfg.weight_decay,
+                &mut rng,
+            );
+            loss_sum += s.loss * idx.len() as f64;
+            correct += s.correct;
+            seen += idx.len();
+            progress(TrainEvent::Batch {
+                epoch: e + 1,
+                batch: b + 1,
+                batches,
+                loss: loss_sum / seen as f64,
+                accuracy: correct as f64 / seen as f64,
+            });
+        }
+        let (val_f1, val_acc) = if val.is_empty() {
+            (None, None)
+        } else {
+            let (f, a) = evaluate(&net, &st.params, &val)?;
+            (Some(f), Some(a))
+        };
+        let improved = match (val_f1, st.meta.best_score) {
+            (Some(f), Some(b)) => f > b,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if improved {
+            st.meta.best_score = val_f1;
+            st.meta.best_epoch = e + 1;
+            st.meta.bad_epochs = 0;
+            st.best = Some(st.params.values.clone());
+        } else if val_f1.is_some() {
+            st.meta.bad_epochs += 1;
+        }
+        let record = EpochRecord {
+            epoch: e + 1,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_macro_f1: val_f1,
+            val_accuracy: val_acc,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        st.meta.history.push(record.clone());
+        st.meta.epochs_done = e + 1;
+        st.meta.opt_step = st.opt.step;
+        st.meta.stopped_early = cfg.patience.is_some_and(|p| st.meta.bad_epochs >= p) && e + 1 < cfg.epochs;
+        st.save(&ckpt)?;
+        progress(TrainEvent::EpochEnd { record, best: improved });
+        if st.meta.stopped_early {
+            progress(TrainEvent::EarlyStop {
+                epoch: e + 1,
+                best_epoch: st.meta.best_epoch,
+            });
+        }
+    }
+
+    let (values, best_epoch) = match &st.best {
+        Some(b) => (b.clone(), st.meta.best_epoch),
+        None => (st.params.values.clone(), st.meta.epochs_done),
+    };
+    let history = st.meta.history.clone();
+    let meta = ModelMeta {
+        format: MODEL_FORMAT.into(),
+        format_version: MODEL_FORMAT_VERSION,
+        privpkt_version: env!("CARGO_PKG_VERSION").into(),
+        arch: cfg.arch,
+        input,
+        scaling: input.scaling(),
+        classes: manifest.classes.clone(),
+        params: net.param_count() as u64,
+        train: cfg.clone(),
+        seed: cfg.seed,
+        extract: manifest.extract,
+        dataset_manifest_sha256: sha,
+        history: HistorySummary {
+            epochs_run: st.meta.epochs_done,
+            best_epoch,
+            best_val_macro_f1: st.meta.best_score,
+            stopped_early: st.meta.stopped_early,
+            epochs: history.clone(),
+        },
+        privacy: None,
+    };
+    let model = Model::new(
+        meta,
+        Params {
+            specs: st.params.specs.clone(),
+            values,
+        },
+    )?;
+    Ok(TrainOutcome {
+        model,
+        history,
+        best_epoch,
+        best_val_macro_f1: st.meta.best_score,
+        stopped_early: st.meta.stopped_early,
+        resumed_from,
+    })
+}
+
+/// Greedy layer-wise pre-training of the stacked autoencoder: layer k is trained as an
+/// autoencoder (ReLU encoder, linear decoder, MSE) to reconstruct the output of the already
+/// trained layers 1..k, for `sae_pretrain_epochs` epochs; the decoders are then dropped.
+fn pretrain_sae(net: &Network, params: &mut Params, train: &Samples, cfg: &TrainConfig, progress: &dyn Fn(TrainEvent)) {
+    let plain = Device::flex();
+    let ad = Device::flex().autodiff();
+    let raw = train.raw();
+    let features = net.input.features();
+    let mut dims = vec![features];
+    dims.extend(SAE_LAYERS);
+    let layers = SAE_LAYERS.len();
+    for k in 0..layers {
+        let (din, dout) = (dims[k], dims[k + 1]);
+        let dec_init = Network::init_uniform(
+            &[
+                ParamSpec {
+                    name: "dec.weight".into(),
+                    shape: vec![dout, din],
+                    fan_in: dout,
+                },
+                ParamSpec {
+                    name: "dec.bias".into(),
+                    shape: vec![din],
+                    fan_in: dout,
+                },
+            ],
+            derive_seed(cfg.seed, &[STREAM_PRETRAIN, k as u64]),
+        );
+        let mut ae = Params {
+            specs: vec![params.specs[2 * k].clone(), params.specs[2 * k + 1].clone()],
+            values: vec![params.values[2 * k].clone(), params.values[2 * k + 1].clone()],
+        };
+        ae.specs.extend(dec_init.specs);
+        ae.values.extend(dec_init.values);
+        let mut opt = OptimState::new(cfg.optimizer, &ae);
+        // Layers below k are frozen: plain tensors, no graph.
+        let frozen = Params {
+            specs: params.specs[..2 * k].to_vec(),
+            values: params.values[..2 * k].to_vec(),
+        }
+        .tensors(&plain, false);
+        for epoch in 0..cfg.sae_pretrain_epochs {
+            let order = permutation(
+                train.len(),
+                derive_seed(cfg.seed, &[STREAM_PRETRAIN, k as u64, epoch as u64 + 1]),
+            );
+            let (mut sum, mut seen) = (0.0, 0usize);
+            for idx in order.chunks(cfg.batch_size) {
+                let x =
+                    Tensor::<2>::from_data(TensorData::new(raw.batch(idx, features), [idx.len(), features]), &plain);
+                let mut h = x;
+                for j in 0..k {
+                    h = burn::tensor::activation::relu(dense(&frozen, 2 * j, h, &mut Mode::eval()));
+                }
+                let p = ae.tensors(&ad, true);
+                let z = burn::tensor::activation::relu(dense(&p, 0, h.clone(), &mut Mode::eval()));
+                let r = dense(&p, 2, z, &mut Mode::eval());
+                let loss = (r - h).square().mean();
+                let grads = loss.backward();
+                let lv = scalar(loss.inner().into_data());
+                let g: Vec<TensorData> = p
+                    .iter()
+                    .map(|t| {
+                        t.grad(&grads)
+                            .map(Tensor::into_data)
+                            .expect("every AE parameter has a gradient")
+                    })
+                    .collect();
+                let g: Vec<&[f32]> = g.iter().map(|d| d.as_slice::<f32>().expect("f32")).collect();
+                opt.update(&mut ae, &g, cfg.lr, cfg.weight_decay);
+                sum += lv * idx.len() as f64;
+                seen += idx.len();
+            }
+            progress(TrainEvent::Pretrain {
+                layer: k + 1,
+                layers,
+                epoch: epoch + 1,
+                epochs: cfg.sae_pretrain_epochs,
+                loss: sum / seen.max(1) as f64,
+            });
+        }
+        let mut vals = ae.values.into_iter();
+        params.values[2 * k] = vals.next().expect("encoder weight");
+        params.values[2 * k + 1] = vals.next().expect("encoder bias");
+    }
+}
