@@ -11,9 +11,11 @@ use clap::Args;
 use privpkt_dataset::prepare::prepare;
 use privpkt_dataset::Dataset;
 
+use crate::cmd_eval::evaluate;
 use crate::cmd_inspect::{draw, inspect, print_text};
 use crate::cmd_prepare::{self, PrepareArgs, Repr};
 use crate::cmd_synth::{self, SynthArgs};
+use crate::cmd_train::{self, TrainArgs};
 use crate::plots::ImageFormat;
 
 #[derive(Args, Debug, Clone)]
@@ -30,10 +32,17 @@ pub struct DemoArgs {
     /// Label column when --data is given.
     #[arg(long, default_value = "category")]
     pub label_column: String,
+    /// Stop after preparing and inspecting the datasets (no training).
+    #[arg(long)]
+    pub no_train: bool,
+    /// Training samples for the demo's Deep Packet CNN (a small budget keeps the demo short).
+    #[arg(long, default_value_t = 4000)]
+    pub train_samples: usize,
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
+    let steps = if a.no_train { 3 } else { 5 };
     std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?;
     let (captures, label_column) = match &a.data {
         Some(d) => (d.clone(), a.label_column.clone()),
@@ -43,7 +52,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 std::fs::remove_dir_all(&caps).with_context(|| format!("{}: cannot clear", caps.display()))?;
             }
             println!(
-                "[1/3] synthesising labelled traffic (seed {}) into {}",
+                "[1/{steps}] synthesising labelled traffic (seed {}) into {}",
                 a.seed,
                 caps.display()
             );
@@ -74,7 +83,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     for (step, repr, name) in [(2, Repr::Deeppacket, "deeppacket"), (3, Repr::Flowpic, "flowpic")] {
         let out = a.out.join(format!("dataset-{name}"));
-        println!("[{step}/3] preparing the {name} dataset in {}", out.display());
+        println!("[{step}/{steps}] preparing the {name} dataset in {}", out.display());
         let pa = PrepareArgs {
             inputs: vec![captures.clone()],
             out: out.clone(),
@@ -109,6 +118,68 @@ pub fn run(a: DemoArgs) -> Result<()> {
         print_text(&inspect(&ds, &index)?);
         for p in draw(&ds, &index, &out.join("plots"), ImageFormat::Png, 4)? {
             println!("plot: {}", p.display());
+        }
+    }
+    if !a.no_train {
+        // Small budgets: the point is the pipeline and the model-beside-baseline table, not a
+        // tuned model. Real runs use `privpkt train` with its defaults.
+        for (step, name, arch, epochs, samples) in [
+            (4, "flowpic", privpkt_nn::Arch::FlowPicMini, 15, None),
+            (
+                5,
+                "deeppacket",
+                privpkt_nn::Arch::DeepPacketApp,
+                2,
+                Some(a.train_samples),
+            ),
+        ] {
+            let ds_dir = a.out.join(format!("dataset-{name}"));
+            let model = a.out.join(format!("model-{name}.safetensors"));
+            println!(
+                "[{step}/{steps}] training {} on {} and evaluating it on the test split",
+                arch.name(),
+                ds_dir.display()
+            );
+            let ta = TrainArgs {
+                dataset: ds_dir.clone(),
+                out: model.clone(),
+                arch: Some(arch),
+                optimizer: cmd_train::OptArg::Adam,
+                momentum: 0.9,
+                lr: if arch == privpkt_nn::Arch::FlowPicMini {
+                    3e-3
+                } else {
+                    1e-3
+                },
+                schedule: cmd_train::ScheduleArg::Constant,
+                step_every: 5,
+                gamma: 0.5,
+                epochs,
+                batch_size: if arch == privpkt_nn::Arch::FlowPicMini { 16 } else { 64 },
+                patience: 0,
+                class_weights: false,
+                weight_decay: 0.0,
+                seed: a.seed,
+                pretrain_epochs: 3,
+                max_train_samples: samples,
+                work_dir: None,
+                resume: false,
+                json: true,
+            };
+            let ds = Dataset::open(&ds_dir)?;
+            let cfg = cmd_train::config(&ta, &ds)?;
+            let work = a.out.join(format!("model-{name}.work"));
+            let outcome = privpkt_nn::train(&ds, &cfg, &work, false, &|_| {})?;
+            privpkt_nn::save_model(&model, &outcome.model)?;
+            let ev = evaluate(&model, &ds_dir, privpkt_dataset::Split::Test)?;
+            println!(
+                "      test macro-F1 {:.3} (flows {:.3}); header-only baseline {:.3} (flows {:.3}); model: {}",
+                ev.report.macro_f1,
+                ev.report.flow_level.as_ref().map_or(f64::NAN, |f| f.macro_f1),
+                ev.baseline.macro_f1,
+                ev.baseline.flow_level.as_ref().map_or(f64::NAN, |f| f.macro_f1),
+                model.display()
+            );
         }
     }
     println!(
