@@ -64,7 +64,7 @@ fi
 
 # --- privpkt ---------------------------------------------------------------------------------
 say "building privpkt (release)"
-flock /tmp/privpkt-cargo.lock cargo build --release -p privpkt
+cargo build --release -p privpkt
 PRIVPKT_VERSION=$("$BIN" --version)
 
 TIME_V=""
