@@ -15,7 +15,7 @@ use crate::arch::{Arch, InputSpec, Scaling};
 use crate::data::{RawBatch, Samples};
 use crate::error::{io_err, NnError, Result};
 use crate::model::{Network, Params};
-use crate::tensors::{self, NamedTensor, ReadError};
+use crate::tensors::{self, NamedTensor};
 use crate::train::{EpochRecord, TrainConfig};
 
 pub const MODEL_FORMAT: &str = "privpkt-model";
@@ -183,13 +183,7 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         path: path.to_path_buf(),
         msg,
     };
-    let (meta, mut found) = tensors::read(path).map_err(|e| match e {
-        ReadError::Io(source) => NnError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        ReadError::Corrupt(m) => corrupt(m),
-    })?;
+    let (meta, mut found) = tensors::read(path).map_err(|e| e.at(path, corrupt))?;
     let json = meta
         .get(META_KEY)
         .ok_or_else(|| corrupt(format!("no `{META_KEY}` metadata: not written by privpkt")))?;

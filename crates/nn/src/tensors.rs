@@ -110,3 +110,21 @@ pub(crate) enum ReadError {
     Io(std::io::Error),
     Corrupt(String),
 }
+
+impl ReadError {
+    /// The crate error for `path`: I/O stays I/O, damage becomes whatever `corrupt` makes of it
+    /// (a corrupt model, a bad checkpoint).
+    pub(crate) fn at(
+        self,
+        path: &std::path::Path,
+        corrupt: impl FnOnce(String) -> crate::error::NnError,
+    ) -> crate::error::NnError {
+        match self {
+            ReadError::Io(source) => crate::error::NnError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            ReadError::Corrupt(m) => corrupt(m),
+        }
+    }
+}

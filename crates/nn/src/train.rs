@@ -23,7 +23,7 @@ use crate::metrics::ConfusionMatrix;
 use crate::model::{cross_entropy, dense, Mode, Network, ParamSpec, Params, SAE_LAYERS};
 use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 use crate::optim::{OptimState, Optimizer};
-use crate::tensors::{self, NamedTensor, ReadError};
+use crate::tensors::{self, NamedTensor};
 
 /// File name of the checkpoint in the work directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -403,13 +403,7 @@ impl State {
             path: path.to_path_buf(),
             msg,
         };
-        let (meta, mut found) = tensors::read(path).map_err(|e| match e {
-            ReadError::Io(source) => NnError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-            ReadError::Corrupt(m) => bad(m),
-        })?;
+        let (meta, mut found) = tensors::read(path).map_err(|e| e.at(path, bad))?;
         let meta: CheckpointMeta = meta
             .get(CHECKPOINT_KEY)
             .ok_or_else(|| bad("no checkpoint metadata".into()))
