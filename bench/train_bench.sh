@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Training-step speed of the Deep Packet application CNN (FC 200-100-50, 10.1 M parameters,
-# batch 64, 2 threads): privpkt beside PyTorch (+ Opacus) in one run, ratio printed.
+# batch 64, 2 threads): privpkt beside PyTorch (+ Opacus) in one run, ratios printed, for the
+# non-private step and the DP-SGD step (privpkt's one-backward per-example clipping against
+# Opacus ghost clipping).
 #
 #   bash bench/train_bench.sh            # creates .venv-anchor with torch + opacus on first use (~5 GB)
 #
@@ -18,7 +20,7 @@ cargo build --release -q -p privpkt-nn --example train_speed
 mkdir -p bench/results
 out=bench/results/train-$(date -u +%Y-%m-%dT%H%M%S).json
 echo "== privpkt (burn Flex CPU backend)"
-privpkt_json=$(target/release/examples/train_speed --batch 64 --iters 10 --warmup 2 --conv all --optimizer sgd)
+privpkt_json=$(target/release/examples/train_speed --batch 64 --iters 10 --warmup 2 --conv all --optimizer sgd --dp)
 echo "$privpkt_json"
 echo "== PyTorch $(.venv-anchor/bin/python -c 'import torch; print(torch.__version__)') + Opacus"
 torch_out=$(.venv-anchor/bin/python "$anchor" --threads 2 --batch 64 --iters 5 --fc 200,100,50 --skip-naive --skip-hooks 2>&1)
@@ -42,6 +44,15 @@ if torch_np:
     print(f"{'PyTorch non-private':<34} {torch_np:>10.1f} {1.0:>10.2f}")
 if ghost:
     print(f"{'Opacus ghost clipping (DP)':<34} {ghost:>10.1f} {ghost / torch_np:>10.2f}")
+for r in rows:
+    if r.get("dp_samples_per_s"):
+        dps = r["dp_samples_per_s"]
+        print(f"{'privpkt DP-SGD (' + r.get('conv') + ')':<34} {dps:>10.1f} {dps / torch_np:>10.2f}" if torch_np else "")
+        print()
+        print(f"privpkt DP step / privpkt non-private step: {r['dp_over_non_private']:.2f}x time (goal <= 1.3)")
+        if ghost:
+            print(f"privpkt DP-SGD / Opacus ghost clipping:     {dps / ghost:.2f}x samples/s (goal >= 2)")
+        print(f"privpkt peak RSS: {r.get('peak_rss_mib', 0):.0f} MiB")
 json.dump({"privpkt": rows, "torch_non_private": torch_np, "opacus_ghost": ghost, "torch_output": t},
           open(os.environ["OUT"], "w"), indent=1)
 print("written", os.environ["OUT"])

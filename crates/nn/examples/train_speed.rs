@@ -3,7 +3,11 @@
 //!
 //!     cargo run --release -p privpkt-nn --example train_speed -- \
 //!         [--batch 64] [--iters 10] [--warmup 2] [--conv im2col|im2col-autodiff|burn|all] \
-//!         [--optimizer sgd|adam] [--arch deeppacket-app|deeppacket-traffic] [--no-tune]
+//!         [--optimizer sgd|adam] [--arch deeppacket-app|deeppacket-traffic] [--no-tune] [--dp]
+//!
+//! `--dp` also times a DP-SGD step on the same batch (every example its own unit, as Opacus
+//! clips): per-example norms and clipped sums from one backward pass, ChaCha20 noise for every
+//! parameter, the update; and reports its ratio to the non-private step and the peak RSS.
 //!
 //! Prints one JSON object per convolution implementation: the median seconds per step
 //! (forward + backward + optimizer update), the fastest step, the optimizer's share, and
@@ -11,10 +15,12 @@
 
 use std::time::Instant;
 
+use privpkt_nn::dp::clipped_gradients;
 use privpkt_nn::model::{ConvImpl, Network};
 use privpkt_nn::optim::{OptimState, Optimizer};
 use privpkt_nn::train::gradients;
 use privpkt_nn::{Arch, InputSpec};
+use privpkt_privacy::NoiseGenerator;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -44,6 +50,7 @@ fn main() {
         Some(c) => panic!("--conv im2col|im2col-autodiff|burn|all, not {c}"),
     };
     let tuned = !args.iter().any(|a| a == "--no-tune");
+    let dp = args.iter().any(|a| a == "--dp");
     if tuned {
         privpkt_nn::tune_allocator();
     }
@@ -66,7 +73,7 @@ fn main() {
                 x.clone(),
                 &y,
                 None,
-                &mut ChaCha8Rng::seed_from_u64(it as u64),
+                Some(&mut ChaCha8Rng::seed_from_u64(it as u64)),
             );
             let t1 = Instant::now();
             let g: Vec<&[f32]> = g.iter().map(|d| d.as_slice::<f32>().expect("f32")).collect();
@@ -80,6 +87,35 @@ fn main() {
         // The median step: robust to other processes briefly taking a core.
         steps.sort_by(f64::total_cmp);
         let step = steps[steps.len() / 2];
+        let dp_step = (dp && conv == ConvImpl::Im2col).then(|| {
+            let offsets: Vec<usize> = (0..=batch).collect();
+            let mut noise = NoiseGenerator::from_u64(1);
+            let mut times = Vec::new();
+            for it in 0..warmup + iters {
+                let t0 = Instant::now();
+                let mut g = clipped_gradients(
+                    &net,
+                    &params,
+                    x.clone(),
+                    &y,
+                    &offsets,
+                    1.0,
+                    Some(&mut ChaCha8Rng::seed_from_u64(it as u64)),
+                )
+                .expect("DP step");
+                for v in &mut g.sum {
+                    noise.add_noise(v, 1.0).expect("noise");
+                    v.iter_mut().for_each(|x| *x /= batch as f32);
+                }
+                let gr: Vec<&[f32]> = g.sum.iter().map(Vec::as_slice).collect();
+                opt.update(&mut params, &gr, lr, 0.0);
+                if it >= warmup {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        });
         println!(
             "{}",
             serde_json::json!({
@@ -102,7 +138,19 @@ fn main() {
                 "fastest_step_seconds": steps[0],
                 "optimizer_seconds_per_step": update / iters as f64,
                 "samples_per_s": batch as f64 / step,
+                "dp_seconds_per_step": dp_step,
+                "dp_samples_per_s": dp_step.map(|s| batch as f64 / s),
+                "dp_over_non_private": dp_step.map(|s| s / step),
+                "peak_rss_mib": peak_rss_mib(),
             })
         );
     }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

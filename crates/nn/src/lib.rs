@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod baseline;
 pub mod data;
+pub mod dp;
 pub mod error;
 pub mod metrics;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod train;
 
 pub use arch::{Arch, InputSpec, Scaling};
 pub use data::{load_split, RawBatch, SampleData, Samples};
+pub use dp::{DpConfig, PrivacyUnit};
 pub use error::{NnError, Result};
 pub use model::{ConvImpl, Network, ParamSpec, Params};
 pub use modelfile::{

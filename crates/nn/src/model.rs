@@ -20,6 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use privpkt_privacy::linalg::{gemm_into, Mat};
+
 use crate::arch::{Arch, InputSpec};
 use crate::error::{NnError, Result};
 
@@ -338,7 +340,9 @@ impl Network {
         let [(k1, s1), (k2, s2)] = dp_convs(self.arch);
         let [_, l2, pooled] = self.dp_lens();
         let h = match self.conv {
-            ConvImpl::Im2col if !x.is_tracked() && mode.probes.is_none() => {
+            // With probes (DP-SGD) the block still runs by hand when the caller takes it: its
+            // (columns, output gradient) pairs are the per-example inputs of the DP engine.
+            ConvImpl::Im2col if !x.is_tracked() && (mode.probes.is_none() || mode.conv_block.is_some()) => {
                 let block = self.conv_block(p, &x);
                 let f = Tensor::<2>::from_data(
                     TensorData::new(block.features.clone(), [n, pooled * DP_FILTERS]),
@@ -529,78 +533,6 @@ fn im2col(x: &[f32], [n, len, c]: [usize; 3], k: usize, stride: usize) -> Vec<f3
     cols
 }
 
-/// A matrix operand: `m[i, j] = data[i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Self {
-        Mat { data, rs: cols, cs: 1 }
-    }
-
-    fn t(self) -> Self {
-        Mat {
-            data: self.data,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    fn fits(&self, r: usize, c: usize) -> bool {
-        r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst[m×n] (+)= a[m×k] · b[k×n]`, `dst` row-major with row stride `dst_rs`.
-fn gemm_into(
-    dst: &mut [f32],
-    dst_rs: usize,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    [m, n, k]: [usize; 3],
-    accumulate: bool,
-    parallel: bool,
-) {
-    assert!(
-        a.fits(m, k) && b.fits(k, n) && (m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len()),
-        "gemm operands out of bounds"
-    );
-    let par = if parallel {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the bounds of all three operands were checked above; `dst` is borrowed mutably
-    // and cannot alias the shared `a` and `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
-}
-
 /// Column sums of `g` `[rows, c]`, summed per sample then over samples in order, so the
 /// result does not depend on thread scheduling.
 fn column_sums(g: &[f32], n: usize, c: usize) -> Vec<f32> {
@@ -703,9 +635,17 @@ impl Network {
 }
 
 impl ConvBlock {
+    /// Input rows per example and inputs per row of conv1 and conv2 (`cols1`, `cols2`).
+    pub fn layer_rows(&self) -> [(usize, usize); 2] {
+        let [k1, _, k2, _, l1, l2, _] = self.dims;
+        [(l1, k1), (l2, k2 * DP_FILTERS)]
+    }
+
     /// Gradients of the block's parameters (and layer outputs) from the gradient of the
-    /// pooled features `d_features` `[N, pooled·C]`.
-    pub fn backward(&self, p: &[Tensor<1>], d_features: &[f32]) -> ConvGrads {
+    /// pooled features `d_features` `[N, pooled·C]`. Without `param_grads` only the layer
+    /// output gradients are computed (DP-SGD forms its own clipped weight gradients) and
+    /// `params` is empty.
+    pub fn backward(&self, p: &[Tensor<1>], d_features: &[f32], param_grads: bool) -> ConvGrads {
         let [k1, _, k2, s2, l1, l2, pooled] = self.dims;
         let (n, c) = (self.n, DP_FILTERS);
         let w2 = host(p[2].clone());
@@ -741,6 +681,13 @@ impl ConvBlock {
                 }
             }
         });
+        if !param_grads {
+            return ConvGrads {
+                params: Default::default(),
+                g1,
+                g2,
+            };
+        }
         let mut dw2 = vec![0f32; k2 * c * c];
         let cols2 = Mat::rows(&self.cols2, k2 * c).t();
         gemm_into(&mut dw2, c, cols2, Mat::rows(&g2, c), [k2 * c, c, n * l2], false, true);
@@ -820,6 +767,18 @@ fn dropout<const D: usize>(x: Tensor<D>, rate: f64, mode: &mut Mode<'_>) -> Tens
         .collect();
     let mask = Tensor::<D>::from_data(TensorData::new(mask, dims), &x.device().without_autodiff());
     x * mask
+}
+
+/// Summed cross-entropy `Σ −log p_y`: its gradient with respect to each example's outputs is
+/// that example's own gradient, as per-example clipping needs.
+pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+    let [n, c] = logits.dims();
+    let mut t = vec![0f32; n * c];
+    for (i, &y) in targets.iter().enumerate() {
+        t[i * c + y as usize] = 1.0;
+    }
+    let t = Tensor::<2>::from_data(TensorData::new(t, [n, c]), &logits.device().without_autodiff());
+    (log_softmax(logits, 1) * t).sum().neg()
 }
 
 /// Class-weighted mean cross-entropy of `logits` for `targets`: `Σ w_y·(−log p_y) / Σ w_y`

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, InputSpec};
 use crate::data::{load_split, Samples};
+use crate::dp::{DpConfig, DpRun};
 use crate::error::{NnError, Result};
 use crate::metrics::ConfusionMatrix;
 use crate::model::{cross_entropy, dense, Mode, Network, ParamSpec, Params, SAE_LAYERS};
@@ -73,6 +74,10 @@ pub struct TrainConfig {
     pub sae_pretrain_epochs: usize,
     /// Train on a seeded random subset of at most this many training samples.
     pub max_train_samples: Option<usize>,
+    /// DP-SGD instead of plain mini-batch training; `batch_size` is then the expected number
+    /// of privacy units per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpConfig>,
 }
 
 impl TrainConfig {
@@ -91,6 +96,7 @@ impl TrainConfig {
             seed: 0,
             sae_pretrain_epochs: 3,
             max_train_samples: None,
+            dp: None,
         }
     }
 
@@ -121,6 +127,21 @@ impl TrainConfig {
         if self.max_train_samples == Some(0) {
             return bad("max_train_samples must be ≥ 1");
         }
+        if let Some(dp) = &self.dp {
+            dp.validate()?;
+            if self.class_weights {
+                return bad(
+                    "DP-SGD with class weights: the weights are computed from the private labels' counts, which \
+                     the accountant does not cover; train without --class-weights",
+                );
+            }
+            if self.arch == Arch::Sae && self.sae_pretrain_epochs > 0 {
+                return bad(
+                    "DP-SGD with stacked-autoencoder pre-training: the greedy pre-training reads the private data \
+                     outside the accountant; use --pretrain-epochs 0",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -136,6 +157,9 @@ pub struct EpochRecord {
     pub val_macro_f1: Option<f64>,
     pub val_accuracy: Option<f64>,
     pub seconds: f64,
+    /// DP-SGD: ε spent after this epoch (at the run's δ, by its accountant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
 }
 
 /// Progress of [`train`], for a progress bar. Epochs are 1-based.
@@ -175,6 +199,21 @@ pub enum TrainEvent {
         epoch: usize,
         best_epoch: usize,
     },
+    /// DP-SGD set up: σ (given or calibrated), sampling rate and the planned steps.
+    Privacy {
+        sigma: f64,
+        calibrated: bool,
+        q: f64,
+        units: usize,
+        steps_per_epoch: u64,
+        max_steps: u64,
+        epsilon_at_max: f64,
+    },
+    /// DP-SGD: the budget is spent; training ends here.
+    BudgetSpent {
+        epoch: usize,
+        epsilon: f64,
+    },
     Warning(String),
 }
 
@@ -204,7 +243,7 @@ pub fn gradients(
     x: Vec<f32>,
     targets: &[u32],
     class_weights: Option<&[f32]>,
-    dropout: &mut ChaCha8Rng,
+    dropout: Option<&mut ChaCha8Rng>,
 ) -> (Vec<TensorData>, StepStats) {
     let ad = Device::flex().autodiff();
     let p = params.tensors(&ad, true);
@@ -215,7 +254,7 @@ pub fn gradients(
         &p,
         x,
         &mut Mode {
-            dropout: Some(dropout),
+            dropout,
             probes: None,
             conv_block: Some(&mut block),
         },
@@ -229,7 +268,7 @@ pub fn gradients(
         // The convolution block ran outside autodiff: finish the chain rule by hand.
         let df = features.grad(&grads).expect("the features lie on the loss's path");
         let df = df.into_data().try_into_vec::<f32>().expect("f32 gradient");
-        for (i, v) in block.backward(&p, &df).params.into_iter().enumerate() {
+        for (i, v) in block.backward(&p, &df, true).params.into_iter().enumerate() {
             let len = v.len();
             g[i] = Some(Tensor::from_data(TensorData::new(v, [len]), &Device::flex()));
         }
@@ -258,7 +297,7 @@ pub fn train_step(
     weight_decay: f64,
     dropout: &mut ChaCha8Rng,
 ) -> StepStats {
-    let (grads, stats) = gradients(net, params, x, targets, class_weights, dropout);
+    let (grads, stats) = gradients(net, params, x, targets, class_weights, Some(dropout));
     let g: Vec<&[f32]> = grads
         .iter()
         .map(|d| d.as_slice::<f32>().expect("f32 gradients"))
@@ -284,7 +323,7 @@ fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
-fn count_correct(logits: &TensorData, targets: &[u32], classes: usize) -> usize {
+pub(crate) fn count_correct(logits: &TensorData, targets: &[u32], classes: usize) -> usize {
     let l = logits.as_slice::<f32>().expect("f32 logits");
     l.chunks_exact(classes)
         .zip(targets)
@@ -359,6 +398,13 @@ struct CheckpointMeta {
     bad_epochs: usize,
     stopped_early: bool,
     history: Vec<EpochRecord>,
+    /// DP-SGD steps taken and the σ they used (a resumed run keeps it).
+    #[serde(default)]
+    dp_steps: u64,
+    #[serde(default)]
+    dp_sigma: Option<f64>,
+    #[serde(default)]
+    budget_spent: bool,
 }
 
 struct State {
@@ -561,6 +607,9 @@ pub fn train(
                 bad_epochs: 0,
                 stopped_early: false,
                 history: Vec::new(),
+                dp_steps: 0,
+                dp_sigma: None,
+                budget_spent: false,
             },
             params,
             opt,
@@ -573,8 +622,30 @@ pub fn train(
     let raw = train_set.raw();
     let features = net.input.features();
     let n = train_set.len();
-    let batches = n.div_ceil(cfg.batch_size);
-    while st.meta.epochs_done < cfg.epochs && !st.meta.stopped_early {
+    let dp_run = match &cfg.dp {
+        Some(dp) => Some(DpRun::new(
+            dp,
+            cfg,
+            &net,
+            &train_set,
+            &mut st.meta.dp_sigma,
+            resumed_from.is_some(),
+            progress,
+        )?),
+        None => None,
+    };
+    let batches = match &dp_run {
+        Some(r) => r.steps_per_epoch as usize,
+        None => n.div_ceil(cfg.batch_size),
+    };
+    while st.meta.epochs_done < cfg.epochs && !st.meta.stopped_early && !st.meta.budget_spent {
+        if let Some(r) = &dp_run {
+            if st.meta.dp_steps >= r.max_steps {
+                st.meta.budget_spent = true;
+                st.save(&ckpt)?;
+                break;
+            }
+        }
         let e = st.meta.epochs_done;
         let started = Instant::now();
         let lr = cfg.schedule.lr(cfg.lr, e, cfg.epochs);
@@ -584,8 +655,42 @@ pub fn train(
             batches,
             lr,
         });
-        let order = permutation(n, derive_seed(cfg.seed, &[STREAM_SHUFFLE, e as u64]));
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        if let Some(r) = &dp_run {
+            for b in 0..batches {
+                if st.meta.dp_steps >= r.max_steps {
+                    st.meta.budget_spent = true;
+                    break;
+                }
+                let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, &[STREAM_DROPOUT, e as u64, b as u64]));
+                let (s, size) = r.step(
+                    &net,
+                    &mut st.params,
+                    &mut st.opt,
+                    st.meta.dp_steps,
+                    &raw,
+                    &train_set,
+                    lr,
+                    cfg.weight_decay,
+                    &mut rng,
+                )?;
+                st.meta.dp_steps += 1;
+                loss_sum += s.loss * size as f64;
+                correct += s.correct;
+                seen += size;
+                progress(TrainEvent::Batch {
+                    epoch: e + 1,
+                    batch: b + 1,
+                    batches,
+                    loss: loss_sum / seen.max(1) as f64,
+                    accuracy: correct as f64 / seen.max(1) as f64,
+                });
+            }
+        }
+        let order = match dp_run {
+            Some(_) => Vec::new(),
+            None => permutation(n, derive_seed(cfg.seed, &[STREAM_SHUFFLE, e as u64])),
+        };
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             let x = raw.batch(idx, features);
             let y: Vec<u32> = idx.iter().map(|&i| train_set.labels[i]).collect();
@@ -639,13 +744,27 @@ pub fn train(
             val_macro_f1: val_f1,
             val_accuracy: val_acc,
             seconds: started.elapsed().as_secs_f64(),
+            epsilon: match &dp_run {
+                Some(r) => Some(r.epsilon(st.meta.dp_steps)?),
+                None => None,
+            },
         };
         st.meta.history.push(record.clone());
         st.meta.epochs_done = e + 1;
         st.meta.opt_step = st.opt.step;
         st.meta.stopped_early = cfg.patience.is_some_and(|p| st.meta.bad_epochs >= p) && e + 1 < cfg.epochs;
+        if let Some(r) = &dp_run {
+            st.meta.budget_spent |= st.meta.dp_steps >= r.max_steps && e + 1 < cfg.epochs;
+        }
         st.save(&ckpt)?;
+        let eps = record.epsilon;
         progress(TrainEvent::EpochEnd { record, best: improved });
+        if st.meta.budget_spent {
+            progress(TrainEvent::BudgetSpent {
+                epoch: e + 1,
+                epsilon: eps.unwrap_or(f64::NAN),
+            });
+        }
         if st.meta.stopped_early {
             progress(TrainEvent::EarlyStop {
                 epoch: e + 1,
@@ -679,7 +798,10 @@ pub fn train(
             stopped_early: st.meta.stopped_early,
             epochs: history.clone(),
         },
-        privacy: None,
+        privacy: match &dp_run {
+            Some(r) => Some(r.summary(st.meta.dp_steps)?),
+            None => None,
+        },
     };
     let model = Model::new(
         meta,

@@ -189,7 +189,14 @@ fn deeppacket_networks_same_with_every_conv() {
         let y = [1u32, 3];
         let mut run = |conv| {
             net.conv = conv;
-            privpkt_nn::train::gradients(&net, &params, x.clone(), &y, None, &mut ChaCha8Rng::seed_from_u64(0))
+            privpkt_nn::train::gradients(
+                &net,
+                &params,
+                x.clone(),
+                &y,
+                None,
+                Some(&mut ChaCha8Rng::seed_from_u64(0)),
+            )
         };
         let (gb, sb) = run(ConvImpl::Burn);
         for conv in [ConvImpl::Im2col, ConvImpl::Im2colAutodiff] {

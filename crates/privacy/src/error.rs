@@ -48,6 +48,9 @@ pub enum PrivacyError {
     /// A numerical computation could not deliver a trustworthy answer.
     #[error("numerical failure: {0}")]
     Numerical(String),
+    /// Layer inputs, output gradients and units that do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
     /// The operating system's entropy source failed.
     #[error("OS entropy source failed: {0}")]
     Entropy(String),

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::Dataset;
-use privpkt_nn::{save_model, train, Arch, Optimizer, Schedule, TrainConfig, TrainEvent};
+use privpkt_nn::{save_model, train, Arch, DpConfig, Optimizer, PrivacyUnit, Schedule, TrainConfig, TrainEvent};
+use privpkt_privacy::AccountantKind;
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum OptArg {
@@ -22,13 +23,36 @@ pub enum ScheduleArg {
     Step,
 }
 
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum UnitArg {
+    /// One sample (a packet vector or one FlowPic image).
+    Packet,
+    /// All samples of a flow.
+    Flow,
+    /// All samples of a capture file.
+    Capture,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum AccountantArg {
+    Rdp,
+    Prv,
+}
+
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Training uses the dataset's train split; early stopping and the kept weights are chosen \
 on its validation split (macro-F1), never on test. Evaluate on test with `privpkt eval`.\n\nExamples:\n  \
 privpkt train ds --out model.safetensors\n  \
 privpkt train ds --out sae.safetensors --arch sae --epochs 30 --pretrain-epochs 5\n  \
-privpkt train ds --out m.safetensors --resume          # continue an interrupted run"
+privpkt train ds --out m.safetensors --resume          # continue an interrupted run\n  \
+privpkt train ds --out dp.safetensors --dp --epsilon 4 --delta 1e-5   # flow-level DP-SGD\n\n\
+DP-SGD (--dp): each step Poisson-samples privacy units (flows by default) with rate q = batch size / units, \
+clips each unit's summed gradient (at most --unit-cap of its samples) to --clip, adds N(0, σ²C²) noise and \
+divides by the expected batch. σ is calibrated so the planned epochs spend exactly --epsilon at --delta; with \
+--sigma instead, training stops before the budget would be exceeded. The model file records σ, C, q, steps, \
+unit, accountant and ε. Noise and sampling come from OS entropy unless --seed is given (then reproducible, and \
+recorded)."
 )]
 pub struct TrainArgs {
     /// Dataset directory (from `privpkt prepare`).
@@ -67,9 +91,10 @@ pub struct TrainArgs {
     pub class_weights: bool,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
-    /// Seed of initialisation, shuffling and dropout (recorded in the model file).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of initialisation, shuffling and dropout (recorded in the model file); default 42.
+    /// With --dp it also keys the noise and sampling (a reproducible experiment).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Stacked autoencoder: pre-training epochs per layer.
     #[arg(long, default_value_t = 3)]
     pub pretrain_epochs: usize,
@@ -85,6 +110,75 @@ pub struct TrainArgs {
     /// Print a JSON summary on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Train with DP-SGD (needs --epsilon or --sigma).
+    #[arg(long, help_heading = "Differential privacy")]
+    pub dp: bool,
+    /// Privacy budget ε at --delta.
+    #[arg(long, help_heading = "Differential privacy")]
+    pub epsilon: Option<f64>,
+    #[arg(long, help_heading = "Differential privacy")]
+    pub delta: Option<f64>,
+    /// Noise multiplier σ (instead of calibrating it to --epsilon).
+    #[arg(long, help_heading = "Differential privacy")]
+    pub sigma: Option<f64>,
+    /// Clipping norm C of each unit's summed gradient [default: 1].
+    #[arg(long, help_heading = "Differential privacy")]
+    pub clip: Option<f64>,
+    /// Whose privacy ε is about [default: flow].
+    #[arg(long, value_enum, help_heading = "Differential privacy")]
+    pub privacy_unit: Option<UnitArg>,
+    /// At most this many samples of a sampled unit per step [default: 8].
+    #[arg(long, help_heading = "Differential privacy")]
+    pub unit_cap: Option<usize>,
+    /// Accountant of the printed and recorded ε [default: rdp].
+    #[arg(long, value_enum, help_heading = "Differential privacy")]
+    pub accountant: Option<AccountantArg>,
+}
+
+/// The DP settings of the arguments; any of them without --dp is refused, so a typo never
+/// turns into a silent non-private run.
+fn dp_config(a: &TrainArgs) -> Result<Option<DpConfig>> {
+    let given = [
+        ("--epsilon", a.epsilon.is_some()),
+        ("--delta", a.delta.is_some()),
+        ("--sigma", a.sigma.is_some()),
+        ("--clip", a.clip.is_some()),
+        ("--privacy-unit", a.privacy_unit.is_some()),
+        ("--unit-cap", a.unit_cap.is_some()),
+        ("--accountant", a.accountant.is_some()),
+    ];
+    if !a.dp {
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!("{flag} is a DP-SGD setting: add --dp to train privately (refusing to train without privacy)");
+        }
+        return Ok(None);
+    }
+    if a.epsilon.is_none() && a.sigma.is_none() {
+        bail!("--dp needs a budget --epsilon (σ is then calibrated) or a noise multiplier --sigma");
+    }
+    let mut dp = DpConfig::new(a.epsilon.unwrap_or(1.0));
+    dp.epsilon = a.epsilon;
+    dp.sigma = a.sigma;
+    if let Some(d) = a.delta {
+        dp.delta = d;
+    }
+    if let Some(c) = a.clip {
+        dp.clip = c;
+    }
+    dp.unit = match a.privacy_unit {
+        None | Some(UnitArg::Flow) => PrivacyUnit::Flow,
+        Some(UnitArg::Packet) => PrivacyUnit::Packet,
+        Some(UnitArg::Capture) => PrivacyUnit::Capture,
+    };
+    if let Some(c) = a.unit_cap {
+        dp.unit_cap = c;
+    }
+    dp.accountant = match a.accountant {
+        None | Some(AccountantArg::Rdp) => AccountantKind::Rdp,
+        Some(AccountantArg::Prv) => AccountantKind::Prv,
+    };
+    dp.seeded = a.seed.is_some();
+    Ok(Some(dp))
 }
 
 pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
@@ -111,9 +205,10 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
     cfg.patience = (a.patience > 0).then_some(a.patience);
     cfg.class_weights = a.class_weights;
     cfg.weight_decay = a.weight_decay;
-    cfg.seed = a.seed;
+    cfg.seed = a.seed.unwrap_or(42);
     cfg.sae_pretrain_epochs = a.pretrain_epochs;
     cfg.max_train_samples = a.max_train_samples;
+    cfg.dp = dp_config(a)?;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -184,12 +279,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 say(
                     &bar,
                     format!(
-                        "epoch {}: train loss {:.4} acc {:.3}; val macro-F1 {} acc {} ({:.1} s){}",
+                        "epoch {}: train loss {:.4} acc {:.3}; val macro-F1 {} acc {}{} ({:.1} s){}",
                         record.epoch,
                         record.train_loss,
                         record.train_accuracy,
                         record.val_macro_f1.map_or("-".into(), |v| format!("{v:.4}")),
                         record.val_accuracy.map_or("-".into(), |v| format!("{v:.3}")),
+                        record.epsilon.map_or(String::new(), |e| format!("; ε spent {e:.3}")),
                         record.seconds,
                         if best { "  best" } else { "" }
                     ),
@@ -199,6 +295,26 @@ pub fn run(a: TrainArgs) -> Result<()> {
         TrainEvent::EarlyStop { epoch, best_epoch } => say(
             &bar,
             format!("early stop after epoch {epoch}; best was epoch {best_epoch}"),
+        ),
+        TrainEvent::Privacy {
+            sigma,
+            calibrated,
+            q,
+            units,
+            steps_per_epoch,
+            max_steps,
+            epsilon_at_max,
+        } => say(
+            &bar,
+            format!(
+                "DP-SGD: σ = {sigma:.4}{}, q = {q:.5} of {units} units, {steps_per_epoch} steps per epoch, at most \
+                 {max_steps} steps (ε = {epsilon_at_max:.3})",
+                if calibrated { " (calibrated)" } else { "" }
+            ),
+        ),
+        TrainEvent::BudgetSpent { epoch, epsilon } => say(
+            &bar,
+            format!("privacy budget spent after epoch {epoch} (ε = {epsilon:.3}): stopping"),
         ),
         TrainEvent::Warning(w) => say(&bar, format!("warning: {w}")),
     })?;
@@ -221,6 +337,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 "best_val_macro_f1": outcome.best_val_macro_f1,
                 "stopped_early": outcome.stopped_early,
                 "seconds": secs,
+                "privacy": meta.privacy,
                 "history": outcome.history,
             }))?
         );
@@ -233,6 +350,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
             outcome.best_val_macro_f1.map_or("-".into(), |v| format!("{v:.4}")),
             a.out.display()
         );
+        if let Some(p) = &meta.privacy {
+            println!(
+                "privacy: ({}, {})-DP per {} by the {} accountant, σ = {}, C = {}, q = {}, {} steps",
+                p["epsilon"].as_f64().map_or("?".into(), |e| format!("{e:.3}")),
+                p["delta"],
+                p["unit"].as_str().unwrap_or("?"),
+                p["accountant"].as_str().unwrap_or("?"),
+                p["sigma"].as_f64().map_or("?".into(), |v| format!("{v:.4}")),
+                p["clip"],
+                p["q"].as_f64().map_or("?".into(), |v| format!("{v:.5}")),
+                p["steps"]
+            );
+        }
         println!(
             "evaluate it on the test split with: privpkt eval {} {}",
             a.out.display(),

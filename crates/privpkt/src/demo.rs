@@ -159,12 +159,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 patience: 0,
                 class_weights: false,
                 weight_decay: 0.0,
-                seed: a.seed,
+                seed: Some(a.seed),
                 pretrain_epochs: 3,
                 max_train_samples: samples,
                 work_dir: None,
                 resume: false,
                 json: true,
+                dp: false,
+                epsilon: None,
+                delta: None,
+                sigma: None,
+                clip: None,
+                privacy_unit: None,
+                unit_cap: None,
+                accountant: None,
             };
             let ds = Dataset::open(&ds_dir)?;
             let cfg = cmd_train::config(&ta, &ds)?;

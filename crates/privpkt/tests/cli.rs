@@ -230,4 +230,71 @@ fn train_eval_classify_roundtrip() {
     let o = privpkt(&["eval", "bad.safetensors", "ds"], p);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.safetensors"));
+
+    // DP-SGD: flow-level, calibrated to the budget, recorded in the model file
+    let base = ["train", "ds", "--out", "dp.safetensors", "--epochs", "2"];
+    let run = |extra: &[&str]| privpkt(&[&base[..], extra].concat(), p);
+    let t = json(&run(&[
+        "--batch-size",
+        "4",
+        "--dp",
+        "--epsilon",
+        "6",
+        "--delta",
+        "1e-5",
+        "--seed",
+        "5",
+        "--json",
+    ]));
+    let pr = &t["privacy"];
+    assert_eq!(pr["unit"], "flow");
+    assert_eq!(pr["accountant"], "rdp");
+    let eps = pr["epsilon"].as_f64().unwrap();
+    assert!(eps <= 6.0 && eps > 5.9, "{pr}");
+    for key in ["sigma", "clip", "q", "steps"] {
+        assert!(pr[key].as_f64().is_some(), "{key} missing: {pr}");
+    }
+    assert!(pr["noise"].as_str().unwrap().contains("seed 5"));
+    assert!(t["history"][1]["epsilon"].as_f64().unwrap() > t["history"][0]["epsilon"].as_f64().unwrap());
+    let e = json(&privpkt(&["eval", "dp.safetensors", "ds", "--json"], p));
+    assert!(e["report"]["macro_f1"].as_f64().is_some());
+    // the same command with the same seed gives the same model (same losses, same predictions)
+    let t2 = json(&run(&[
+        "--batch-size",
+        "4",
+        "--dp",
+        "--epsilon",
+        "6",
+        "--delta",
+        "1e-5",
+        "--seed",
+        "5",
+        "--json",
+    ]));
+    let losses = |t: &serde_json::Value| -> Vec<f64> {
+        t["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["train_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(losses(&t), losses(&t2));
+    let e2 = json(&privpkt(&["eval", "dp.safetensors", "ds", "--json"], p));
+    assert_eq!(e["report"]["confusion"], e2["report"]["confusion"]);
+    // refusals: never a silent non-private run, never an impossible budget
+    for (extra, want) in [
+        (&["--epsilon", "2"][..], "add --dp"),
+        (&["--dp"][..], "--epsilon"),
+        (&["--dp", "--epsilon", "0"][..], "ε must be > 0"),
+        (&["--dp", "--epsilon=-3"][..], "ε must be > 0"),
+        (&["--dp", "--epsilon", "2", "--delta", "1"][..], "δ must be in (0, 1)"),
+        (&["--dp", "--epsilon", "2", "--batch-size", "100000"][..], "q ="),
+        (&["--dp", "--epsilon", "2", "--class-weights"][..], "class weights"),
+    ] {
+        let o = run(extra);
+        assert!(!o.status.success(), "{extra:?} should be refused");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{extra:?}: expected `{want}` in {err}");
+    }
 }

@@ -1,0 +1,654 @@
+//! DP-SGD for every network of [`crate::model`]: per-unit clipped gradients from one backward
+//! pass, Poisson sampling of privacy units, Gaussian noise.
+//!
+//! A step (Abadi et al. 2016, with Poisson sampling as the accountant assumes):
+//! 1. every unit of the training split (a packet, a flow or a capture) joins the step with
+//!    probability q; a sampled unit brings at most `unit_cap` of its samples (a random subset);
+//! 2. one forward pass with a zero "probe" added to each layer's pre-activation and the
+//!    weights detached, one backward pass of the *summed* loss: each probe's gradient is every
+//!    example's output gradient, which with the layer's input gives each unit's gradient norm
+//!    and the clipped sum ([`privpkt_privacy::perex`]); Deep Packet's hand-written convolution
+//!    block hands over the same (columns, output gradient) pairs;
+//! 3. each unit's *summed* gradient over all its samples is clipped to C over the whole
+//!    parameter vector, so one flow (or capture) moves the sum by at most C whatever its
+//!    number of packets: the ε printed is per unit;
+//! 4. N(0, σ²C²) noise from ChaCha20 ([`privpkt_privacy::NoiseGenerator`]) is added to every
+//!    coordinate, and the result divided by the *expected* number of units per step, q·N.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use privpkt_privacy::noise::streams_needed;
+use privpkt_privacy::perex::{clipped_sum, unit_norms, LayerPair};
+use privpkt_privacy::{
+    calibrate_sigma, clip_factors, privacy_report, steps_for_budget, AccountantKind, NoiseGenerator, Phase,
+};
+use rand::seq::index::sample;
+use rand::{Rng, RngCore, SeedableRng, TryRngCore};
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Samples;
+use crate::error::{NnError, Result};
+use crate::model::{cross_entropy_sum, Mode, Network, Params, ProbeKind};
+use crate::train::StepStats;
+
+/// Whose privacy the guarantee is about: the records the accountant's ε applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivacyUnit {
+    /// One sample: a packet vector, or one FlowPic image. Says little when a flow has
+    /// thousands of packets.
+    Packet,
+    /// All samples of one flow (the default).
+    #[default]
+    Flow,
+    /// All samples of one capture file.
+    Capture,
+}
+
+impl PrivacyUnit {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrivacyUnit::Packet => "packet",
+            PrivacyUnit::Flow => "flow",
+            PrivacyUnit::Capture => "capture",
+        }
+    }
+}
+
+impl fmt::Display for PrivacyUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PrivacyUnit {
+    type Err = NnError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "packet" | "sample" => Ok(PrivacyUnit::Packet),
+            "flow" => Ok(PrivacyUnit::Flow),
+            "capture" => Ok(PrivacyUnit::Capture),
+            _ => Err(NnError::Config(format!(
+                "unknown privacy unit `{s}` (packet, flow or capture)"
+            ))),
+        }
+    }
+}
+
+/// DP-SGD settings of a training run (stored in the model file). The training batch size is
+/// the *expected* number of units per step: q = batch size / units in the train split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DpConfig {
+    pub unit: PrivacyUnit,
+    /// Clipping norm C of a unit's summed gradient.
+    pub clip: f64,
+    /// Noise multiplier σ; `None` calibrates it so the planned epochs spend exactly `epsilon`.
+    pub sigma: Option<f64>,
+    /// Budget ε at `delta`: training stops before it would be exceeded.
+    pub epsilon: Option<f64>,
+    pub delta: f64,
+    /// Samples a sampled unit contributes to one step at most (a random subset beyond it).
+    pub unit_cap: usize,
+    pub accountant: AccountantKind,
+    /// Draw noise and sampling from the run's seed (reproducible experiments) instead of the
+    /// operating system's entropy (real private training).
+    pub seeded: bool,
+}
+
+impl DpConfig {
+    /// Flow-level DP at (`epsilon`, 1e-5) with C = 1, RDP accounting, 8 samples per flow.
+    pub fn new(epsilon: f64) -> DpConfig {
+        DpConfig {
+            unit: PrivacyUnit::Flow,
+            clip: 1.0,
+            sigma: None,
+            epsilon: Some(epsilon),
+            delta: 1e-5,
+            unit_cap: 8,
+            accountant: AccountantKind::Rdp,
+            seeded: false,
+        }
+    }
+
+    /// Refuses settings no accountant can honour.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(NnError::Config(format!("DP-SGD: {m}")));
+        if !(self.clip.is_finite() && self.clip > 0.0) {
+            return bad(format!("the clipping norm must be > 0, got {}", self.clip));
+        }
+        if let Some(s) = self.sigma {
+            if !(s.is_finite() && s > 0.0) {
+                return bad(format!("the noise multiplier σ must be > 0, got {s}"));
+            }
+        }
+        match self.epsilon {
+            Some(e) if !(e.is_finite() && e > 0.0) => return bad(format!("ε must be > 0, got {e}")),
+            None if self.sigma.is_none() => return bad("give a budget ε, a noise multiplier σ, or both".into()),
+            _ => {}
+        }
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            return bad(format!("δ must be in (0, 1), got {}", self.delta));
+        }
+        if self.unit_cap == 0 {
+            return bad("the per-unit sample cap must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The training samples of each privacy unit, units in order of first appearance.
+pub fn units_of(samples: &Samples, unit: PrivacyUnit) -> Vec<Vec<u32>> {
+    let mut ids: HashMap<(u32, u64), usize> = HashMap::new();
+    let mut units: Vec<Vec<u32>> = Vec::new();
+    for i in 0..samples.len() {
+        let key = match unit {
+            PrivacyUnit::Packet => {
+                units.push(vec![i as u32]);
+                continue;
+            }
+            PrivacyUnit::Flow => (samples.capture[i], samples.flow[i]),
+            PrivacyUnit::Capture => (samples.capture[i], 0),
+        };
+        let u = *ids.entry(key).or_insert_with(|| {
+            units.push(Vec::new());
+            units.len() - 1
+        });
+        units[u].push(i as u32);
+    }
+    units
+}
+
+/// One Poisson-sampled step: sample indices grouped by unit (unit u is
+/// `samples[offsets[u]..offsets[u + 1]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepBatch {
+    pub samples: Vec<usize>,
+    pub offsets: Vec<usize>,
+}
+
+/// Each unit joins with probability `q` (independently: gaps between sampled units are drawn
+/// from the geometric distribution, so a step costs O(batch), not O(units)); a sampled unit
+/// with more than `cap` samples brings a uniform random `cap` of them.
+pub fn poisson_batch<R: Rng>(units: &[Vec<u32>], q: f64, cap: usize, rng: &mut R) -> StepBatch {
+    let mut samples = Vec::new();
+    let mut offsets = vec![0];
+    let ln1q = (1.0 - q).ln();
+    let mut next = 0usize;
+    loop {
+        // Units skipped before the next sampled one: ⌊ln(U)/ln(1 − q)⌋, U uniform in (0, 1].
+        let u: f64 = 1.0 - rng.random::<f64>();
+        let skip = if q >= 1.0 { 0.0 } else { (u.ln() / ln1q).floor() };
+        if !skip.is_finite() || skip >= (units.len() - next.min(units.len())) as f64 {
+            break;
+        }
+        let i = next + skip as usize;
+        if i >= units.len() {
+            break;
+        }
+        let members = &units[i];
+        if members.len() > cap {
+            let mut pick: Vec<usize> = sample(rng, members.len(), cap).into_iter().collect();
+            pick.sort_unstable();
+            samples.extend(pick.into_iter().map(|j| members[j] as usize));
+        } else {
+            samples.extend(members.iter().map(|&j| j as usize));
+        }
+        offsets.push(samples.len());
+        next = i + 1;
+    }
+    StepBatch { samples, offsets }
+}
+
+/// The per-unit clipped gradient sum of a batch, before noise.
+#[derive(Debug, Clone)]
+pub struct ClippedGrads {
+    /// `Σ_u min(1, C/‖∇_u‖)·∇_u`, one vector per parameter.
+    pub sum: Vec<Vec<f32>>,
+    pub stats: StepStats,
+    /// Units whose gradient norm exceeded C.
+    pub clipped_units: usize,
+    pub units: usize,
+}
+
+/// A layer's input and output gradient taken off the autodiff graph.
+struct HostPair {
+    weight: usize,
+    input: Vec<f32>,
+    grad: Vec<f32>,
+    d_out: usize,
+    kind: PairKind,
+}
+
+enum PairKind {
+    /// `[rows, d_in]` rows, weight `[d_in, d_out]`.
+    Rows { d_in: usize, rows_per_example: usize },
+    /// Images `[n, C_in, S²]`, weight burn's `[C_out, C_in, k, k]`.
+    Conv2d {
+        channels: usize,
+        size: usize,
+        kernel: usize,
+        stride: usize,
+    },
+}
+
+impl HostPair {
+    fn layer(&self) -> privpkt_privacy::Result<LayerPair<'_>> {
+        match self.kind {
+            PairKind::Rows { d_in, rows_per_example } => {
+                LayerPair::rows(&self.input, d_in, &self.grad, self.d_out, rows_per_example)
+            }
+            PairKind::Conv2d {
+                channels,
+                size,
+                kernel,
+                stride,
+            } => LayerPair::conv2d(&self.input, channels, size, kernel, stride, &self.grad, self.d_out),
+        }
+    }
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("f32 tensor")
+}
+
+fn engine_err(e: privpkt_privacy::PrivacyError) -> NnError {
+    NnError::Config(format!("DP-SGD: {e}"))
+}
+
+/// Loss, predictions and each unit's clipped gradient sum for a batch `x` (`[n, features]`,
+/// scaled) whose examples are grouped into units by `offsets`. `dropout` `None` disables
+/// dropout (tests compare with batch-of-one passes).
+pub fn clipped_gradients(
+    net: &Network,
+    params: &Params,
+    x: Vec<f32>,
+    targets: &[u32],
+    offsets: &[usize],
+    clip: f64,
+    dropout: Option<&mut ChaCha8Rng>,
+) -> Result<ClippedGrads> {
+    let n = targets.len();
+    let units = offsets.len().saturating_sub(1);
+    privpkt_privacy::perex::check_units(offsets, n).map_err(engine_err)?;
+    let mut sum: Vec<Vec<f32>> = params.values.iter().map(|v| vec![0f32; v.len()]).collect();
+    if n == 0 {
+        return Ok(ClippedGrads {
+            sum,
+            stats: StepStats { loss: 0.0, correct: 0 },
+            clipped_units: 0,
+            units,
+        });
+    }
+    let ad = Device::flex().autodiff();
+    // Detached weights: autodiff computes only what the probes need, never a weight gradient
+    // (the clipped sums replace it).
+    let p = params.tensors(&ad, false);
+    let xt = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &Device::flex());
+    let mut probes = Vec::new();
+    let mut block = None;
+    let logits = net.forward(
+        &p,
+        xt,
+        &mut Mode {
+            dropout,
+            probes: Some(&mut probes),
+            conv_block: Some(&mut block),
+        },
+    );
+    // Every parameter must belong to a layer with a per-example rule, or the run is refused.
+    let mut covered = vec![false; params.values.len()];
+    for pr in &probes {
+        covered[pr.weight] = true;
+        covered[pr.bias] = true;
+    }
+    if block.is_some() {
+        covered[..4].iter_mut().for_each(|c| *c = true);
+    }
+    if let Some(i) = covered.iter().position(|c| !c) {
+        return Err(NnError::Config(format!(
+            "DP-SGD cannot compute per-example gradients of `{}` in this configuration of {}: refusing to \
+             train without them",
+            params.specs[i].name, net.arch
+        )));
+    }
+    let probs = logits.clone().inner().into_data();
+    let correct = crate::train::count_correct(&probs, targets, net.classes);
+    let loss = cross_entropy_sum(logits, targets);
+    let grads = loss.backward();
+    let loss_sum = host(loss.inner());
+
+    let mut pairs = Vec::new();
+    if let Some((block, features)) = block {
+        let df = host(features.grad(&grads).expect("the features lie on the loss's path"));
+        let g = block.backward(&p, &df, false);
+        let [(l1, d1), (l2, d2)] = block.layer_rows();
+        pairs.push(HostPair {
+            weight: 0,
+            input: block.cols1,
+            grad: g.g1,
+            d_out: params.values[1].len(),
+            kind: PairKind::Rows {
+                d_in: d1,
+                rows_per_example: l1,
+            },
+        });
+        pairs.push(HostPair {
+            weight: 2,
+            input: block.cols2,
+            grad: g.g2,
+            d_out: params.values[3].len(),
+            kind: PairKind::Rows {
+                d_in: d2,
+                rows_per_example: l2,
+            },
+        });
+    }
+    for pr in probes {
+        let [_, p1, p2] = pr.probe.dims();
+        let grad = pr
+            .probe
+            .grad(&grads)
+            .map(host)
+            .unwrap_or_else(|| vec![0f32; n * p1 * p2]);
+        let [_, a, b] = pr.input.dims();
+        let input = host(pr.input);
+        match pr.kind {
+            // Probe [n, positions, d_out], input [n, positions, d_in].
+            ProbeKind::Matmul => pairs.push(HostPair {
+                weight: pr.weight,
+                input,
+                grad,
+                d_out: p2,
+                kind: PairKind::Rows {
+                    d_in: b,
+                    rows_per_example: a,
+                },
+            }),
+            // Probe [n, C_out, positions], input [n, C_in, S²]: the engine wants the gradient
+            // as [n, positions, C_out].
+            ProbeKind::Conv2d {
+                kernel,
+                stride,
+                in_size,
+            } => {
+                let (c_out, positions) = (p1, p2);
+                let mut t = vec![0f32; grad.len()];
+                for (e, (dst, src)) in t
+                    .chunks_mut(c_out * positions)
+                    .zip(grad.chunks(c_out * positions))
+                    .enumerate()
+                {
+                    debug_assert!(e < n);
+                    for c in 0..c_out {
+                        for q in 0..positions {
+                            dst[q * c_out + c] = src[c * positions + q];
+                        }
+                    }
+                }
+                pairs.push(HostPair {
+                    weight: pr.weight,
+                    input,
+                    grad: t,
+                    d_out: c_out,
+                    kind: PairKind::Conv2d {
+                        channels: a,
+                        size: in_size,
+                        kernel,
+                        stride,
+                    },
+                });
+            }
+        }
+    }
+
+    let mut sq = vec![0f64; units];
+    let mut norms = Vec::with_capacity(pairs.len());
+    for pair in &pairs {
+        let layer = pair.layer().map_err(engine_err)?;
+        let n = unit_norms(&layer, offsets, KEEP_BYTES).map_err(engine_err)?;
+        sq.iter_mut().zip(&n.sq).for_each(|(s, v)| *s += v);
+        norms.push(n);
+    }
+    let factors = clip_factors(&sq, clip)
+        .map_err(|e| NnError::Config(format!("DP-SGD: {e}: the model diverged (try a lower learning rate)")))?;
+    let clipped_units = factors.iter().filter(|&&f| f < 1.0).count();
+    for (pair, n) in pairs.iter().zip(&norms) {
+        let layer = pair.layer().map_err(engine_err)?;
+        let (w, b) = clipped_sum(&layer, offsets, &factors, Some(n)).map_err(engine_err)?;
+        sum[pair.weight] = match pair.kind {
+            PairKind::Rows { .. } => w,
+            PairKind::Conv2d { .. } => transpose(&w, layer.d_in(), pair.d_out),
+        };
+        sum[pair.weight + 1] = b;
+    }
+    Ok(ClippedGrads {
+        sum,
+        stats: StepStats {
+            loss: f64::from(loss_sum.first().copied().unwrap_or(f32::NAN)) / n as f64,
+            correct,
+        },
+        clipped_units,
+        units,
+    })
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Memory for unit weight gradients formed while taking norms (Deep Packet's conv2 at batch
+/// 64: 51 MB), reused as the clipped sum instead of a second product over every row.
+const KEEP_BYTES: usize = 512 << 20;
+
+fn privacy_err(e: privpkt_privacy::PrivacyError) -> NnError {
+    NnError::Config(format!("DP-SGD: {e}"))
+}
+
+/// A private training run's fixed state: units, q, σ, step budget and secret keys.
+pub(crate) struct DpRun {
+    cfg: DpConfig,
+    units: Vec<Vec<u32>>,
+    batch: usize,
+    pub q: f64,
+    pub sigma: f64,
+    sigma_calibrated: bool,
+    pub steps_per_epoch: u64,
+    pub max_steps: u64,
+    noise_key: [u8; 32],
+    sample_key: [u8; 32],
+    streams_per_step: u64,
+    seed: u64,
+}
+
+impl DpRun {
+    /// Sets up DP-SGD for `train`: σ from the settings, or calibrated so that the planned
+    /// epochs spend the budget, or the σ a resumed run already used (`saved_sigma`).
+    pub fn new(
+        dp: &DpConfig,
+        cfg: &crate::train::TrainConfig,
+        net: &Network,
+        train: &Samples,
+        saved_sigma: &mut Option<f64>,
+        resumed: bool,
+        progress: &dyn Fn(crate::train::TrainEvent),
+    ) -> Result<DpRun> {
+        dp.validate()?;
+        let units = units_of(train, dp.unit);
+        let n_units = units.len();
+        let q = cfg.batch_size as f64 / n_units.max(1) as f64;
+        if q > 1.0 {
+            return Err(NnError::Config(format!(
+                "DP-SGD: an expected batch of {} {}s exceeds the {n_units} {}s of the train split (q = {q:.3} > 1); \
+                 lower --batch-size",
+                cfg.batch_size, dp.unit, dp.unit
+            )));
+        }
+        let steps_per_epoch = ((n_units as f64 / cfg.batch_size as f64).round() as u64).max(1);
+        let planned = steps_per_epoch * cfg.epochs as u64;
+        let (sigma, calibrated) = match (*saved_sigma, dp.sigma, dp.epsilon) {
+            (Some(s), given, _) => (s, given.is_none()),
+            (None, Some(s), _) => (s, false),
+            (None, None, Some(eps)) => (
+                calibrate_sigma(eps, dp.delta, q, planned, dp.accountant).map_err(privacy_err)?,
+                true,
+            ),
+            (None, None, None) => return Err(NnError::Config("DP-SGD: neither ε nor σ given".into())),
+        };
+        *saved_sigma = Some(sigma);
+        let max_steps = match dp.epsilon {
+            Some(eps) => steps_for_budget(eps, dp.delta, q, sigma, dp.accountant)
+                .map_err(privacy_err)?
+                .min(planned),
+            None => planned,
+        };
+        if max_steps == 0 {
+            return Err(NnError::Config(format!(
+                "DP-SGD: with σ = {sigma} and q = {q:.4} not even one step fits in ε = {}; raise σ or the budget",
+                dp.epsilon.unwrap_or(f64::NAN)
+            )));
+        }
+        let mut master = [0u8; 32];
+        if dp.seeded {
+            master = ChaCha20Rng::seed_from_u64(crate::train::derive_seed(cfg.seed, &[STREAM_DP])).get_seed();
+        } else {
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut master)
+                .map_err(|e| NnError::Config(format!("DP-SGD: the OS entropy source failed: {e}")))?;
+            if resumed {
+                progress(crate::train::TrainEvent::Warning(
+                    "resumed private run: noise and sampling continue from fresh OS entropy (the accounting is \
+                     unchanged)"
+                        .into(),
+                ));
+            }
+        }
+        let mut m = ChaCha20Rng::from_seed(master);
+        let (mut noise_key, mut sample_key) = ([0u8; 32], [0u8; 32]);
+        m.fill_bytes(&mut noise_key);
+        m.fill_bytes(&mut sample_key);
+        let run = DpRun {
+            cfg: dp.clone(),
+            units,
+            batch: cfg.batch_size,
+            q,
+            sigma,
+            sigma_calibrated: calibrated,
+            steps_per_epoch,
+            max_steps,
+            noise_key,
+            sample_key,
+            // Step t's noise starts at stream t·(streams per step): a resumed run never reuses any.
+            streams_per_step: net.param_specs().iter().map(|p| streams_needed(p.numel())).sum(),
+            seed: cfg.seed,
+        };
+        progress(crate::train::TrainEvent::Privacy {
+            sigma,
+            calibrated,
+            q,
+            units: n_units,
+            steps_per_epoch,
+            max_steps,
+            epsilon_at_max: run.epsilon(max_steps)?,
+        });
+        Ok(run)
+    }
+
+    /// ε spent after `steps` steps, by the run's accountant.
+    pub fn epsilon(&self, steps: u64) -> Result<f64> {
+        if steps == 0 {
+            return Ok(0.0);
+        }
+        let phase = Phase::new(self.q, self.sigma, steps).map_err(privacy_err)?;
+        privpkt_privacy::epsilon(self.cfg.accountant, &[phase], self.cfg.delta).map_err(privacy_err)
+    }
+
+    /// One DP-SGD step `t` (0-based over the run): Poisson-sample units, clip, add noise,
+    /// update. Returns the batch statistics and the number of samples it used.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &self,
+        net: &Network,
+        params: &mut Params,
+        opt: &mut crate::optim::OptimState,
+        t: u64,
+        raw: &crate::data::RawBatch<'_>,
+        train: &Samples,
+        lr: f64,
+        weight_decay: f64,
+        dropout: &mut ChaCha8Rng,
+    ) -> Result<(StepStats, usize)> {
+        let mut rng = ChaCha20Rng::from_seed(self.sample_key);
+        rng.set_stream(t);
+        let b = poisson_batch(&self.units, self.q, self.cfg.unit_cap, &mut rng);
+        let x = raw.batch(&b.samples, net.input.features());
+        let y: Vec<u32> = b.samples.iter().map(|&i| train.labels[i]).collect();
+        let mut cg = clipped_gradients(net, params, x, &y, &b.offsets, self.cfg.clip, Some(dropout))?;
+        let mut noise = NoiseGenerator::from_seed(self.noise_key);
+        noise.set_next_stream(t * self.streams_per_step);
+        let std = (self.sigma * self.cfg.clip) as f32;
+        // Divide by the *expected* number of units: the actual count would leak it.
+        let scale = (1.0 / (self.q * self.units.len() as f64)) as f32;
+        for g in &mut cg.sum {
+            noise.add_noise(g, std).map_err(privacy_err)?;
+            g.iter_mut().for_each(|v| *v *= scale);
+        }
+        let g: Vec<&[f32]> = cg.sum.iter().map(Vec::as_slice).collect();
+        opt.update(params, &g, lr, weight_decay);
+        Ok((cg.stats, y.len()))
+    }
+
+    /// What the model file records about the run's privacy after `steps` steps.
+    pub fn summary(&self, steps: u64) -> Result<serde_json::Value> {
+        let accountants = if steps > 0 {
+            serde_json::to_value(privacy_report(self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)?)
+                .map_err(|e| NnError::Config(e.to_string()))?
+        } else {
+            serde_json::Value::Null
+        };
+        let noise = if self.cfg.seeded {
+            format!(
+                "ChaCha20 keyed from the run's seed {} (reproducible experiment: the key can be searched, not for a \
+                 real privacy claim)",
+                self.seed
+            )
+        } else {
+            "ChaCha20 keyed from OS entropy (key not recorded)".to_string()
+        };
+        Ok(serde_json::json!({
+            "mechanism": "DP-SGD",
+            "unit": self.cfg.unit,
+            "epsilon": self.epsilon(steps)?,
+            "delta": self.cfg.delta,
+            "accountant": self.cfg.accountant,
+            "target_epsilon": self.cfg.epsilon,
+            "sigma": self.sigma,
+            "sigma_calibrated": self.sigma_calibrated,
+            "clip": self.cfg.clip,
+            "q": self.q,
+            "expected_units_per_step": self.batch,
+            "units": self.units.len(),
+            "unit_cap": self.cfg.unit_cap,
+            "steps": steps,
+            "sampling": "Poisson",
+            "noise": noise,
+            "accountants": accountants,
+            "covers": "the training split's units; the validation split (early stopping, model selection) and the \
+                       test split are not covered",
+            "float_caveat": "floating-point Gaussian noise (Mironov 2012)",
+        }))
+    }
+}
+
+/// Seed stream of the DP keys when the run is seeded.
+const STREAM_DP: u64 = 5;
