@@ -4,14 +4,14 @@
 # seed). The model is Deep Packet's stacked autoencoder without pre-training (greedy
 # pre-training would read the private data outside the accountant); ε = ∞ is the same model
 # trained without DP. Prints macro-F1 mean ± std on the test split and draws
-# bench/results/ndpi-dp-utility-<date>.svg.
+# bench/results/ndpi-dp-utility-<date>.png (`privpkt plot`).
 #
 #   bash bench/ndpi_dp_utility.sh          # ~15 min on 2 cores
 #
 # Environment: SEEDS (1 2 3), EPSILONS (1 2 4 8 inf), EPOCHS (20), BATCH (64 expected flows per
 # step), UNIT_CAP (8), CLIP (1.0), OPTIMIZER (sgd, momentum 0.9), LR (0.1: chosen on the validation
 # split of seed 1 at ε = 8 among Adam 1e-3/1e-4 and SGD 0.1/0.5; never on test), MAX_PER_FLOW (16), WORK (bench/work/ndpi-dp),
-# PRIVPKT_BIN (a prebuilt binary).
+# PRIVPKT_BIN (a prebuilt binary), SUMMARY_ONLY (redraw from recorded runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ndpi=../shared/data/ndpi
@@ -31,10 +31,12 @@ bin=${PRIVPKT_BIN:-target/release/privpkt}
 mkdir -p "$WORK" bench/results
 stamp=$(date -u +%Y-%m-%dT%H%M%S)
 out=bench/results/ndpi-dp-utility-$stamp.json
-svg=bench/results/ndpi-dp-utility-$stamp.svg
+png=bench/results/ndpi-dp-utility-$stamp.png
 runs="$WORK/dp-runs.jsonl"
-: >"$runs"
 task=category_class
+# SUMMARY_ONLY=1 redraws the table and chart from the runs already recorded.
+[ -n "${SUMMARY_ONLY:-}" ] && SEEDS=""
+[ -n "${SUMMARY_ONLY:-}" ] || : >"$runs"
 for seed in $SEEDS; do
   dp="$WORK/$task-dp-s$seed"
   [ -f "$dp/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task" \
@@ -65,7 +67,7 @@ PY
   done
 done
 
-python3 - "$runs" "$out" "$svg" <<'PY'
+python3 - "$runs" "$out" "$WORK/dp-utility-chart.json" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
@@ -91,40 +93,15 @@ for r in rows:
 print(f"header-only baseline (same splits): macro-F1 {rows[0]['baseline']:.3f}")
 json.dump({"runs": runs, "table": rows}, open(sys.argv[2], "w"), indent=1)
 
-# An SVG line chart: macro-F1 (mean ± std over seeds) against ε, no plotting library needed.
-W, H, L, R, T, B = 560, 360, 70, 30, 40, 60
-xs = [r for r in rows]
-labels = [("∞" if r["epsilon"] == "inf" else r["epsilon"]) for r in xs]
-n = len(xs)
-px = lambda i: L + (W - L - R) * (i / max(n - 1, 1))
-py = lambda v: T + (H - T - B) * (1 - v)
-svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="DejaVu Sans, sans-serif" font-size="12">',
-       f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{W/2}" y="22" text-anchor="middle" font-size="14">Flow-level DP-SGD on nDPI categories (δ = 1e-5, {xs[0]["seeds"]} seeds)</text>']
-for k in range(0, 11, 2):
-    v = k / 10
-    svg.append(f'<line x1="{L}" x2="{W-R}" y1="{py(v)}" y2="{py(v)}" stroke="#ddd"/>')
-    svg.append(f'<text x="{L-8}" y="{py(v)+4}" text-anchor="end">{v:.1f}</text>')
-for i, lab in enumerate(labels):
-    svg.append(f'<text x="{px(i)}" y="{H-B+20}" text-anchor="middle">{lab}</text>')
-svg.append(f'<text x="{(L+W-R)/2}" y="{H-15}" text-anchor="middle">privacy budget ε (per flow)</text>')
-svg.append(f'<text x="18" y="{(T+H-B)/2}" text-anchor="middle" transform="rotate(-90 18 {(T+H-B)/2})">test macro-F1</text>')
-def series(key, skey, color, name, y0):
-    pts = [(px(i), py(r[key])) for i, r in enumerate(xs) if r[key] is not None]
-    svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(f"{x},{y}" for x, y in pts)}"/>')
-    for i, r in enumerate(xs):
-        if r[key] is None: continue
-        x, lo, hi = px(i), py(r[key] - r[skey]), py(r[key] + r[skey])
-        svg.append(f'<line x1="{x}" x2="{x}" y1="{lo}" y2="{hi}" stroke="{color}"/>')
-        svg.append(f'<circle cx="{x}" cy="{py(r[key])}" r="3.5" fill="{color}"/>')
-    svg.append(f'<line x1="{L+10}" x2="{L+30}" y1="{y0}" y2="{y0}" stroke="{color}" stroke-width="2"/>')
-    svg.append(f'<text x="{L+36}" y="{y0+4}">{name}</text>')
-series("macro_f1", "macro_f1_std", "#1f77b4", "packets (mean ± std)", T + 12)
-series("flow_macro_f1", "flow_macro_f1_std", "#ff7f0e", "flows, majority vote", T + 28)
-b = rows[0]["baseline"]
-svg.append(f'<line x1="{L}" x2="{W-R}" y1="{py(b)}" y2="{py(b)}" stroke="#888" stroke-dasharray="5,4"/>')
-svg.append(f'<text x="{W-R}" y="{py(b)-5}" text-anchor="end" fill="#666">header-only baseline</text>')
-svg.append("</svg>")
-open(sys.argv[3], "w").write("\n".join(svg))
-print("written", sys.argv[2], sys.argv[3])
+# The chart: privpkt draws it (`privpkt plot`), mean ± std over seeds against ε.
+spec = {"title": f"Flow-level DP-SGD, nDPI categories (δ = 1e-5, {rows[0]['seeds']} seeds)",
+        "x_label": "privacy budget ε per flow", "y_label": "test macro-F1",
+        "x": [("∞" if r["epsilon"] == "inf" else r["epsilon"]) for r in rows],
+        "series": [{"name": "packets", "mean": [r["macro_f1"] for r in rows], "std": [r["macro_f1_std"] for r in rows]},
+                   {"name": "flows (majority vote)", "mean": [r["flow_macro_f1"] for r in rows],
+                    "std": [r["flow_macro_f1_std"] for r in rows]}],
+        "reference": {"y": rows[0]["baseline"], "label": "header-only baseline"}}
+json.dump(spec, open(sys.argv[3], "w"), indent=1)
+print("written", sys.argv[2])
 PY
+$bin plot "$WORK/dp-utility-chart.json" --out "$png"

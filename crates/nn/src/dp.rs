@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use privpkt_privacy::noise::streams_needed;
 use privpkt_privacy::perex::{clipped_sum, unit_norms, LayerPair};
 use privpkt_privacy::{
@@ -283,11 +283,11 @@ pub fn clipped_gradients(
             units,
         });
     }
-    let ad = Device::flex().autodiff();
+    let ad = crate::device::compute().autodiff();
     // Detached weights: autodiff computes only what the probes need, never a weight gradient
     // (the clipped sums replace it).
     let p = params.tensors(&ad, false);
-    let xt = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &Device::flex());
+    let xt = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &crate::device::compute());
     let mut probes = Vec::new();
     let mut block = None;
     let logits = net.forward(

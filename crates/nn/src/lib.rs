@@ -1,13 +1,15 @@
 //! privpkt-nn: Deep Packet (CNN, stacked autoencoder) and FlowPic CNN models on burn, their
 //! training, evaluation metrics, the header-only baseline and inference.
 //!
-//! Models run on burn's pure-Rust CPU backend (Flex); parameters live in plain vectors owned
+//! Models run on burn's pure-Rust CPU backend (Flex), or a GPU backend built in with the
+//! `cuda` / `wgpu` features ([`device`]); parameters live in plain vectors owned
 //! by the trainer (see [`model`]), and a trained model is one safetensors file
 //! ([`modelfile`]).
 
 pub mod arch;
 pub mod baseline;
 pub mod data;
+pub mod device;
 pub mod dp;
 pub mod error;
 pub mod metrics;

@@ -227,7 +227,13 @@ impl Network {
             arch,
             input,
             classes,
-            conv: ConvImpl::default(),
+            // The hand-written block computes on host memory: right for the CPU, a round trip
+            // on a GPU, where autodiff's im2col keeps the data on the device.
+            conv: if crate::device::gpu_selected() {
+                ConvImpl::Im2colAutodiff
+            } else {
+                ConvImpl::default()
+            },
         })
     }
 

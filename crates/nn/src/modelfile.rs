@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use privpkt_capture::ExtractConfig;
 use privpkt_dataset::{Dataset, Manifest};
 use serde::{Deserialize, Serialize};
@@ -134,7 +134,7 @@ pub(crate) fn eval_batch(net: &Network) -> usize {
 
 /// Probabilities of `n` samples of a checked batch.
 pub(crate) fn predict(net: &Network, params: &Params, batch: &RawBatch<'_>, n: usize) -> Vec<Vec<f32>> {
-    let device = Device::flex();
+    let device = crate::device::compute();
     let p = params.tensors(&device, false);
     let f = net.input.features();
     let bs = eval_batch(net);

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use privpkt_dataset::{Dataset, Split};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -245,10 +245,10 @@ pub fn gradients(
     class_weights: Option<&[f32]>,
     dropout: Option<&mut ChaCha8Rng>,
 ) -> (Vec<TensorData>, StepStats) {
-    let ad = Device::flex().autodiff();
+    let ad = crate::device::compute().autodiff();
     let p = params.tensors(&ad, true);
     let n = targets.len();
-    let x = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &Device::flex());
+    let x = Tensor::<2>::from_data(TensorData::new(x, [n, net.input.features()]), &crate::device::compute());
     let mut block = None;
     let logits = net.forward(
         &p,
@@ -270,7 +270,7 @@ pub fn gradients(
         let df = df.into_data().try_into_vec::<f32>().expect("f32 gradient");
         for (i, v) in block.backward(&p, &df, true).params.into_iter().enumerate() {
             let len = v.len();
-            g[i] = Some(Tensor::from_data(TensorData::new(v, [len]), &Device::flex()));
+            g[i] = Some(Tensor::from_data(TensorData::new(v, [len]), &crate::device::compute()));
         }
     }
     let g = g
@@ -824,8 +824,8 @@ pub fn train(
 /// autoencoder (ReLU encoder, linear decoder, MSE) to reconstruct the output of the already
 /// trained layers 1..k, for `sae_pretrain_epochs` epochs; the decoders are then dropped.
 fn pretrain_sae(net: &Network, params: &mut Params, train: &Samples, cfg: &TrainConfig, progress: &dyn Fn(TrainEvent)) {
-    let plain = Device::flex();
-    let ad = Device::flex().autodiff();
+    let plain = crate::device::compute();
+    let ad = crate::device::compute().autodiff();
     let raw = train.raw();
     let features = net.input.features();
     let mut dims = vec![features];

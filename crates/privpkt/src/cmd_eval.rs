@@ -47,6 +47,8 @@ pub struct Evaluation {
     pub paper_comparable: bool,
     pub report: EvalReport,
     pub baseline: EvalReport,
+    /// What the model's training spent (DP-SGD), as recorded in the model file.
+    pub privacy: Option<serde_json::Value>,
     pub warnings: Vec<String>,
 }
 
@@ -92,6 +94,7 @@ pub fn evaluate(model_path: &std::path::Path, dataset: &std::path::Path, split: 
         paper_comparable: ds.manifest.paper_comparable,
         report,
         baseline,
+        privacy: model.meta().privacy.clone(),
         warnings,
     })
 }
@@ -171,6 +174,19 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "{:<22} {:>9.3} {:>9.3} {:>9.3} {:>9}",
             c.name, c.precision, c.recall, c.f1, c.support
         );
+    }
+    match &ev.privacy {
+        Some(p) => println!(
+            "\ntrained with DP-SGD: ε = {} at δ = {} per {} ({} accountant, σ = {}, C = {}, {} steps)",
+            p["epsilon"].as_f64().map_or("?".into(), |e| format!("{e:.3}")),
+            p["delta"],
+            p["unit"].as_str().unwrap_or("?"),
+            p["accountant"].as_str().unwrap_or("?"),
+            p["sigma"].as_f64().map_or("?".into(), |v| format!("{v:.4}")),
+            p["clip"],
+            p["steps"]
+        ),
+        None => println!("\ntrained without differential privacy"),
     }
     for w in &ev.warnings {
         println!("warning: {w}");

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd_classify;
 mod cmd_eval;
 mod cmd_inspect;
+mod cmd_plot;
 mod cmd_prepare;
 mod cmd_privacy;
 mod cmd_synth;
@@ -46,6 +47,8 @@ enum Cmd {
     Classify(cmd_classify::ClassifyArgs),
     /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
     Privacy(cmd_privacy::PrivacyArgs),
+    /// Draw a line chart with error bars from a JSON description (for experiment sweeps).
+    Plot(cmd_plot::PlotArgs),
     /// Run the whole pipeline on an embedded default (synthetic traffic), end to end.
     Demo(demo::DemoArgs),
 }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval::run(a),
         Cmd::Classify(a) => cmd_classify::run(a),
         Cmd::Privacy(a) => cmd_privacy::run(a),
+        Cmd::Plot(a) => cmd_plot::run(a),
         Cmd::Demo(a) => demo::run(a),
     };
     match r {

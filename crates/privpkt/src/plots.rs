@@ -354,3 +354,137 @@ mod tests {
         assert!(std::fs::metadata(d.path().join("c.png")).unwrap().len() > 1000);
     }
 }
+
+/// One line of a [`LineChart`]: a mean per x position, with an optional ± band (error bars).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Series {
+    pub name: String,
+    pub mean: Vec<Option<f64>>,
+    #[serde(default)]
+    pub std: Vec<Option<f64>>,
+}
+
+/// A dashed horizontal reference line (a baseline).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RefLine {
+    pub y: f64,
+    pub label: String,
+}
+
+/// Lines over categorical x positions (ε = 1, 2, 4, 8, ∞; client counts, ...) with error bars:
+/// what an experiment sweep reports, mean ± std over seeds.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x: Vec<String>,
+    pub series: Vec<Series>,
+    #[serde(default)]
+    pub reference: Option<RefLine>,
+    /// y axis range; default [0, 1] (scores).
+    #[serde(default)]
+    pub y_range: Option<[f64; 2]>,
+}
+
+impl LineChart {
+    /// Shapes that do not fit are an error naming the series.
+    pub fn check(&self) -> Result<()> {
+        if self.x.is_empty() {
+            return Err(anyhow!("a line chart needs at least one x position"));
+        }
+        for s in &self.series {
+            if s.mean.len() != self.x.len() || !(s.std.is_empty() || s.std.len() == self.x.len()) {
+                return Err(anyhow!(
+                    "series `{}`: {} means and {} stds for {} x positions",
+                    s.name,
+                    s.mean.len(),
+                    s.std.len(),
+                    self.x.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Figure for LineChart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let [y0, y1] = self.y_range.unwrap_or([0.0, 1.0]);
+        let n = self.x.len();
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)
+            .map_err(e)?;
+        let labels = self.x.clone();
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                    labels[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .disable_x_mesh()
+            .light_line_style(RGBColor(246, 246, 246))
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        if let Some(r) = &self.reference {
+            let grey = RGBColor(120, 120, 120);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(-0.5, r.y), (n as f64 - 0.5, r.y)],
+                    6,
+                    4,
+                    grey.stroke_width(2),
+                ))
+                .map_err(e)?
+                .label(&r.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+        }
+        for (k, s) in self.series.iter().enumerate() {
+            let c = class_color(k);
+            let pts: Vec<(f64, f64)> = s
+                .mean
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.map(|m| (i as f64, m)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(e)?
+                .label(&s.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(e)?;
+            let bars = pts.iter().filter_map(|&(x, m)| {
+                let sd = s.std.get(x as usize).copied().flatten()?;
+                Some(ErrorBar::new_vertical(x, m - sd, m, m + sd, c.stroke_width(2), 10))
+            });
+            chart.draw_series(bars).map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}

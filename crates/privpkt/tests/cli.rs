@@ -234,7 +234,7 @@ fn train_eval_classify_roundtrip() {
     // DP-SGD: flow-level, calibrated to the budget, recorded in the model file
     let base = ["train", "ds", "--out", "dp.safetensors", "--epochs", "2"];
     let run = |extra: &[&str]| privpkt(&[&base[..], extra].concat(), p);
-    let t = json(&run(&[
+    let private = [
         "--batch-size",
         "4",
         "--dp",
@@ -245,7 +245,8 @@ fn train_eval_classify_roundtrip() {
         "--seed",
         "5",
         "--json",
-    ]));
+    ];
+    let t = json(&run(&private));
     let pr = &t["privacy"];
     assert_eq!(pr["unit"], "flow");
     assert_eq!(pr["accountant"], "rdp");
@@ -258,19 +259,9 @@ fn train_eval_classify_roundtrip() {
     assert!(t["history"][1]["epsilon"].as_f64().unwrap() > t["history"][0]["epsilon"].as_f64().unwrap());
     let e = json(&privpkt(&["eval", "dp.safetensors", "ds", "--json"], p));
     assert!(e["report"]["macro_f1"].as_f64().is_some());
+    assert_eq!(e["privacy"]["epsilon"], pr["epsilon"], "eval shows what training spent");
     // the same command with the same seed gives the same model (same losses, same predictions)
-    let t2 = json(&run(&[
-        "--batch-size",
-        "4",
-        "--dp",
-        "--epsilon",
-        "6",
-        "--delta",
-        "1e-5",
-        "--seed",
-        "5",
-        "--json",
-    ]));
+    let t2 = json(&run(&private));
     let losses = |t: &serde_json::Value| -> Vec<f64> {
         t["history"]
             .as_array()
@@ -297,4 +288,25 @@ fn train_eval_classify_roundtrip() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want), "{extra:?}: expected `{want}` in {err}");
     }
+}
+
+#[test]
+fn plot_draws_line_charts_and_rejects_bad_specs() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let spec = r#"{"title": "t", "x_label": "ε", "y_label": "macro-F1", "x": ["1", "8", "∞"],
+        "series": [{"name": "a", "mean": [0.1, null, 0.5], "std": [0.01, null, 0.02]}],
+        "reference": {"y": 0.6, "label": "baseline"}}"#;
+    std::fs::write(p.join("c.json"), spec).unwrap();
+    for out in ["c.png", "c.svg"] {
+        let o = privpkt(&["plot", "c.json", "--out", out], p);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(std::fs::metadata(p.join(out)).unwrap().len() > 1000);
+    }
+    assert!(std::fs::read_to_string(p.join("c.svg")).unwrap().contains("baseline"));
+    std::fs::write(p.join("bad.json"), spec.replace("[0.1, null, 0.5]", "[0.1]")).unwrap();
+    let o = privpkt(&["plot", "bad.json", "--out", "b.png"], p);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.json") && err.contains("series `a`"), "{err}");
 }
