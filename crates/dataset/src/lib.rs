@@ -6,6 +6,7 @@
 
 pub mod labels;
 pub mod npy;
+pub mod partition;
 pub mod prepare;
 pub mod split;
 pub mod store;
