@@ -57,6 +57,9 @@ pub struct ModelMeta {
     pub history: HistorySummary,
     /// Privacy accounting of a DP run; `None` for ordinary training.
     pub privacy: Option<serde_json::Value>,
+    /// Federated training (partition, clients, rounds, aggregation); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<serde_json::Value>,
 }
 
 /// A trained network with its metadata: what `train` returns and `load_model` reads.

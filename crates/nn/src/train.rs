@@ -306,6 +306,50 @@ pub fn train_step(
     stats
 }
 
+/// A federated client's local work: `epochs` epochs of plain training of `params` on
+/// `samples` with a fresh optimizer, shuffled and dropped out from `seed`. With `prox`
+/// (anchor weights, μ) every gradient gains μ·(w − anchor) (FedProx, Li et al. 2020).
+/// Returns the mean training loss and the number of samples seen.
+pub fn local_epochs(
+    net: &Network,
+    params: &mut Params,
+    samples: &Samples,
+    cfg: &TrainConfig,
+    epochs: usize,
+    seed: u64,
+    prox: Option<(&[Vec<f32>], f64)>,
+) -> (f64, usize) {
+    let mut opt = OptimState::new(cfg.optimizer, params);
+    let raw = samples.raw();
+    let features = net.input.features();
+    let (mut loss_sum, mut seen) = (0.0, 0usize);
+    for e in 0..epochs {
+        let order = permutation(samples.len(), derive_seed(seed, &[STREAM_SHUFFLE, e as u64]));
+        for (b, idx) in order.chunks(cfg.batch_size.max(1)).enumerate() {
+            let y: Vec<u32> = idx.iter().map(|&i| samples.labels[i]).collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[STREAM_DROPOUT, e as u64, b as u64]));
+            let (g, s) = gradients(net, params, raw.batch(idx, features), &y, None, Some(&mut rng));
+            let mut g: Vec<Vec<f32>> = g
+                .into_iter()
+                .map(|d| d.try_into_vec::<f32>().expect("f32 gradients"))
+                .collect();
+            if let Some((anchor, mu)) = prox {
+                let mu = mu as f32;
+                for ((g, w), a) in g.iter_mut().zip(&params.values).zip(anchor) {
+                    for ((g, w), a) in g.iter_mut().zip(w).zip(a) {
+                        *g += mu * (w - a);
+                    }
+                }
+            }
+            let refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+            opt.update(params, &refs, cfg.lr, cfg.weight_decay);
+            loss_sum += s.loss * idx.len() as f64;
+            seen += idx.len();
+        }
+    }
+    (loss_sum / seen.max(1) as f64, seen)
+}
+
 fn scalar(d: TensorData) -> f64 {
     d.as_slice::<f32>()
         .ok()
@@ -332,7 +376,7 @@ pub(crate) fn count_correct(logits: &TensorData, targets: &[u32], classes: usize
 }
 
 /// Macro-F1 and accuracy of `params` on (non-empty) `samples`, by [`crate::metrics`].
-fn evaluate(net: &Network, params: &Params, samples: &Samples) -> Result<(f64, f64)> {
+pub fn evaluate(net: &Network, params: &Params, samples: &Samples) -> Result<(f64, f64)> {
     let raw = samples.raw();
     let probs = modelfile::predict(net, params, &raw, samples.len());
     let pred: Vec<usize> = probs.iter().map(|r| argmax(r) as usize).collect();
@@ -802,6 +846,7 @@ pub fn train(
             Some(r) => Some(r.summary(st.meta.dp_steps)?),
             None => None,
         },
+        federated: None,
     };
     let model = Model::new(
         meta,

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_classify;
 mod cmd_eval;
+mod cmd_federate;
 mod cmd_inspect;
 mod cmd_plot;
 mod cmd_prepare;
@@ -45,6 +46,8 @@ enum Cmd {
     Eval(cmd_eval::EvalArgs),
     /// Classify the flows of captures with a trained model.
     Classify(cmd_classify::ClassifyArgs),
+    /// Federated learning simulated on one machine: FedAvg/FedProx over client partitions of a dataset.
+    Federate(cmd_federate::FederateArgs),
     /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
     Privacy(cmd_privacy::PrivacyArgs),
     /// Draw a line chart with error bars from a JSON description (for experiment sweeps).
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Train(a) => cmd_train::run(a),
         Cmd::Eval(a) => cmd_eval::run(a),
         Cmd::Classify(a) => cmd_classify::run(a),
+        Cmd::Federate(a) => cmd_federate::run(a),
         Cmd::Privacy(a) => cmd_privacy::run(a),
         Cmd::Plot(a) => cmd_plot::run(a),
         Cmd::Demo(a) => demo::run(a),

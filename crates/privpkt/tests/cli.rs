@@ -273,6 +273,45 @@ fn train_eval_classify_roundtrip() {
     assert_eq!(losses(&t), losses(&t2));
     let e2 = json(&privpkt(&["eval", "dp.safetensors", "ds", "--json"], p));
     assert_eq!(e["report"]["confusion"], e2["report"]["confusion"]);
+    // federated: 2 organisations, whole flows each, the global model usable by eval
+    let f = json(&privpkt(
+        &[
+            "federate",
+            "ds",
+            "--out",
+            "fed.safetensors",
+            "--clients",
+            "2",
+            "--rounds",
+            "2",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.003",
+            "--plot",
+            "fed.png",
+            "--json",
+        ],
+        p,
+    ));
+    assert_eq!(f["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(f["clients"].as_array().unwrap().len(), 2);
+    assert!(p.join("fed.png").exists());
+    json(&privpkt(&["eval", "fed.safetensors", "ds", "--json"], p));
+    let o = privpkt(
+        &[
+            "federate",
+            "ds",
+            "--out",
+            "x.safetensors",
+            "--partition",
+            "dirichlet:-1",
+        ],
+        p,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dirichlet:-1"));
+
     // refusals: never a silent non-private run, never an impossible budget
     for (extra, want) in [
         (&["--epsilon", "2"][..], "add --dp"),
