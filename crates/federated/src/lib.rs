@@ -18,9 +18,10 @@ use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::modelfile::{HistorySummary, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 use privpkt_nn::train::{evaluate, local_epochs};
 use privpkt_nn::{load_split, manifest_sha256, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
+use privpkt_privacy::{calibrate_sigma, privacy_report, AccountantKind, NoiseGenerator, Phase};
 use rand::seq::index::sample;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rand::{Rng, RngCore, SeedableRng, TryRngCore};
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,24 @@ impl FromStr for Aggregation {
     }
 }
 
+/// Client-level differential privacy (DP-FedAvg, McMahan et al. 2018): the unit is a whole
+/// organisation. Each round samples every client independently with probability q (the
+/// client fraction); each sampled client's update (its weights minus the global weights) is
+/// clipped to L2 norm `clip`; the server adds N(0, σ²·clip²) to their sum and divides by the
+/// expected number of clients q·N. The RDP accountant of the subsampled Gaussian runs over
+/// rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientDp {
+    pub clip: f64,
+    /// Noise multiplier; `None` calibrates it so the rounds spend exactly `epsilon`.
+    pub sigma: Option<f64>,
+    pub epsilon: Option<f64>,
+    pub delta: f64,
+    /// Key noise and client sampling from the seed (reproducible experiments) instead of OS
+    /// entropy.
+    pub seeded: bool,
+}
+
 /// Settings of a simulated federation (recorded in the global model's file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FedConfig {
@@ -99,6 +118,9 @@ pub struct FedConfig {
     pub aggregation: Aggregation,
     /// Model, optimizer, learning rate, batch size and seed of the local training.
     pub train: TrainConfig,
+    /// Client-level DP; `None` for plain federated averaging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_dp: Option<ClientDp>,
 }
 
 impl FedConfig {
@@ -115,6 +137,33 @@ impl FedConfig {
         }
         if self.train.dp.is_some() {
             return bad("local DP-SGD in federations is not supported yet".into());
+        }
+        if let Some(dp) = &self.client_dp {
+            if !(dp.clip.is_finite() && dp.clip > 0.0) {
+                return bad(format!(
+                    "client-level DP: the clipping norm must be > 0, got {}",
+                    dp.clip
+                ));
+            }
+            if !(dp.delta > 0.0 && dp.delta < 1.0) {
+                return bad(format!("client-level DP: δ must be in (0, 1), got {}", dp.delta));
+            }
+            match (dp.sigma, dp.epsilon) {
+                (None, None) => return bad("client-level DP needs a budget ε or a noise multiplier σ".into()),
+                (Some(s), _) if !(s.is_finite() && s > 0.0) => {
+                    return bad(format!("client-level DP: σ must be > 0, got {s}"))
+                }
+                (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
+                    return bad(format!("client-level DP: ε must be > 0, got {e}"))
+                }
+                _ => {}
+            }
+            if self.aggregation != Aggregation::Mean {
+                return bad(format!(
+                    "client-level DP bounds the sensitivity of the mean; {} aggregation is not covered",
+                    self.aggregation
+                ));
+            }
         }
         self.train.validate()?;
         Ok(())
@@ -144,6 +193,11 @@ pub struct RoundRecord {
     pub test_macro_f1: f64,
     pub test_accuracy: f64,
     pub seconds: f64,
+    /// Client-level DP: ε spent after this round, and how many updates were clipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipped: Option<usize>,
 }
 
 /// Progress of [`simulate`].
@@ -322,12 +376,29 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
 
     let mut global = net.init_params(seed);
     let per_round = ((cfg.fraction * cfg.clients as f64).round() as usize).clamp(1, cfg.clients);
+    let dp = match &cfg.client_dp {
+        Some(d) => Some(ClientDpRun::new(d, cfg)?),
+        None => None,
+    };
     let mut rounds = Vec::new();
     for r in 0..cfg.rounds {
         let t0 = Instant::now();
-        let mut rng = ChaCha8Rng::seed_from_u64(derive(seed, &[2, r as u64]));
-        let mut chosen: Vec<usize> = sample(&mut rng, cfg.clients, per_round).into_iter().collect();
-        chosen.sort_unstable();
+        let chosen: Vec<usize> = match &dp {
+            // Poisson sampling of clients, from the secret generator.
+            Some(d) => {
+                let mut rng = ChaCha20Rng::from_seed(d.sample_key);
+                rng.set_stream(r as u64);
+                (0..cfg.clients)
+                    .filter(|_| rng.random::<f64>() < cfg.fraction)
+                    .collect()
+            }
+            None => {
+                let mut rng = ChaCha8Rng::seed_from_u64(derive(seed, &[2, r as u64]));
+                let mut c: Vec<usize> = sample(&mut rng, cfg.clients, per_round).into_iter().collect();
+                c.sort_unstable();
+                c
+            }
+        };
         progress(FedEvent::RoundStart {
             round: r + 1,
             rounds: cfg.rounds,
@@ -353,7 +424,12 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
         let examples: usize = updates.iter().map(|u| u.2).sum();
         let loss = updates.iter().map(|u| u.3).sum::<f64>() / examples.max(1) as f64;
         let plain: Vec<(usize, Vec<Vec<f32>>, usize)> = updates.into_iter().map(|(c, w, n, _)| (c, w, n)).collect();
-        global.values = aggregate(&plain, &global, cfg.aggregation)?;
+        let mut clipped = None;
+        match &dp {
+            Some(d) => clipped = Some(d.apply(&mut global, &plain, r as u64)?),
+            None if plain.is_empty() => {}
+            None => global.values = aggregate(&plain, &global, cfg.aggregation)?,
+        }
         let (f1, acc) = evaluate(&net, &global, &test)?;
         let rec = RoundRecord {
             round: r + 1,
@@ -363,6 +439,11 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             test_macro_f1: f1,
             test_accuracy: acc,
             seconds: t0.elapsed().as_secs_f64(),
+            epsilon: match &dp {
+                Some(d) => Some(d.epsilon(r as u64 + 1)?),
+                None => None,
+            },
+            clipped,
         };
         progress(FedEvent::RoundEnd(rec.clone()));
         rounds.push(rec);
@@ -388,7 +469,10 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             stopped_early: false,
             epochs: Vec::new(),
         },
-        privacy: None,
+        privacy: match &dp {
+            Some(d) => Some(d.summary(cfg.rounds as u64)?),
+            None => None,
+        },
         federated: Some(serde_json::json!({
             "config": cfg,
             "clients": infos,
@@ -401,4 +485,144 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
         rounds,
         clients: infos,
     })
+}
+
+fn privacy_err(e: privpkt_privacy::PrivacyError) -> FedError {
+    FedError::Config(format!("client-level DP: {e}"))
+}
+
+/// A DP-FedAvg run's fixed state: σ, q and the secret keys.
+struct ClientDpRun {
+    cfg: ClientDp,
+    q: f64,
+    sigma: f64,
+    calibrated: bool,
+    clients: usize,
+    noise_key: [u8; 32],
+    sample_key: [u8; 32],
+}
+
+impl ClientDpRun {
+    fn new(d: &ClientDp, cfg: &FedConfig) -> Result<ClientDpRun> {
+        let q = cfg.fraction;
+        let (sigma, calibrated) = match (d.sigma, d.epsilon) {
+            (Some(s), _) => (s, false),
+            (None, Some(e)) => (
+                calibrate_sigma(e, d.delta, q, cfg.rounds as u64, AccountantKind::Rdp).map_err(privacy_err)?,
+                true,
+            ),
+            (None, None) => return Err(FedError::Config("client-level DP needs ε or σ".into())),
+        };
+        if let (Some(_), Some(e)) = (d.sigma, d.epsilon) {
+            let spent = Self::eps(q, sigma, cfg.rounds as u64, d.delta)?;
+            if spent > e {
+                return Err(FedError::Config(format!(
+                    "client-level DP: σ = {sigma} over {} rounds spends ε = {spent:.3} > {e}; raise σ or lower the rounds",
+                    cfg.rounds
+                )));
+            }
+        }
+        let mut master = [0u8; 32];
+        if d.seeded {
+            master = ChaCha20Rng::seed_from_u64(derive(cfg.train.seed, &[9])).get_seed();
+        } else {
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut master)
+                .map_err(|e| FedError::Config(format!("client-level DP: the OS entropy source failed: {e}")))?;
+        }
+        let mut m = ChaCha20Rng::from_seed(master);
+        let (mut noise_key, mut sample_key) = ([0u8; 32], [0u8; 32]);
+        m.fill_bytes(&mut noise_key);
+        m.fill_bytes(&mut sample_key);
+        Ok(ClientDpRun {
+            cfg: d.clone(),
+            q,
+            sigma,
+            calibrated,
+            clients: cfg.clients,
+            noise_key,
+            sample_key,
+        })
+    }
+
+    fn eps(q: f64, sigma: f64, rounds: u64, delta: f64) -> Result<f64> {
+        if rounds == 0 {
+            return Ok(0.0);
+        }
+        let phase = Phase::new(q, sigma, rounds).map_err(privacy_err)?;
+        privpkt_privacy::epsilon(AccountantKind::Rdp, &[phase], delta).map_err(privacy_err)
+    }
+
+    fn epsilon(&self, rounds: u64) -> Result<f64> {
+        Self::eps(self.q, self.sigma, rounds, self.cfg.delta)
+    }
+
+    /// Clips every update to the clipping norm, adds the noise, moves the global weights by
+    /// the noisy sum over the expected number of clients; returns how many were clipped.
+    fn apply(&self, global: &mut Params, updates: &[(usize, Vec<Vec<f32>>, usize)], round: u64) -> Result<usize> {
+        // Shapes and finiteness first, exactly as for plain aggregation.
+        if !updates.is_empty() {
+            aggregate(updates, global, Aggregation::Mean)?;
+        }
+        let mut sum: Vec<Vec<f32>> = global.values.iter().map(|v| vec![0f32; v.len()]).collect();
+        let mut clipped = 0;
+        for (_, w, _) in updates {
+            let norm = w
+                .iter()
+                .zip(&global.values)
+                .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)))
+                .sum::<f64>()
+                .sqrt();
+            let c = if norm > self.cfg.clip {
+                self.cfg.clip / norm
+            } else {
+                1.0
+            };
+            clipped += usize::from(c < 1.0);
+            for ((s, a), b) in sum.iter_mut().zip(w).zip(&global.values) {
+                for ((s, x), y) in s.iter_mut().zip(a).zip(b) {
+                    *s += (c * f64::from(x - y)) as f32;
+                }
+            }
+        }
+        let mut noise = NoiseGenerator::from_seed(self.noise_key);
+        let per_round: u64 = global
+            .values
+            .iter()
+            .map(|v| privpkt_privacy::noise::streams_needed(v.len()))
+            .sum();
+        noise.set_next_stream(round * per_round);
+        let std = (self.sigma * self.cfg.clip) as f32;
+        let scale = (1.0 / (self.q * self.clients as f64)) as f32;
+        for (s, g) in sum.iter_mut().zip(global.values.iter_mut()) {
+            noise.add_noise(s, std).map_err(privacy_err)?;
+            for (s, g) in s.iter().zip(g.iter_mut()) {
+                *g += s * scale;
+            }
+        }
+        Ok(clipped)
+    }
+
+    fn summary(&self, rounds: u64) -> Result<serde_json::Value> {
+        let accountants =
+            serde_json::to_value(privacy_report(self.q, self.sigma, rounds, self.cfg.delta).map_err(privacy_err)?)
+                .map_err(|e| FedError::Config(e.to_string()))?;
+        Ok(serde_json::json!({
+            "mechanism": "DP-FedAvg",
+            "unit": "client",
+            "epsilon": self.epsilon(rounds)?,
+            "delta": self.cfg.delta,
+            "accountant": "rdp",
+            "target_epsilon": self.cfg.epsilon,
+            "sigma": self.sigma,
+            "sigma_calibrated": self.calibrated,
+            "clip": self.cfg.clip,
+            "q": self.q,
+            "clients": self.clients,
+            "steps": rounds,
+            "sampling": "Poisson (clients)",
+            "noise": if self.cfg.seeded { "ChaCha20 keyed from the run's seed (reproducible experiment)" } else { "ChaCha20 keyed from OS entropy" },
+            "accountants": accountants,
+        }))
+    }
 }

@@ -8,7 +8,7 @@ mod common;
 use common::{write_dataset, Kind};
 use privpkt_dataset::partition::Scheme;
 use privpkt_dataset::Split;
-use privpkt_federated::{aggregate, client_samples, simulate, Aggregation, FedConfig, FedError};
+use privpkt_federated::{aggregate, client_samples, simulate, Aggregation, ClientDp, FedConfig, FedError};
 use privpkt_nn::{load_split, Arch, Network, Params, TrainConfig};
 
 fn like() -> Params {
@@ -86,6 +86,7 @@ fn cfg(clients: usize, partition: Scheme) -> FedConfig {
             seed: 7,
             ..TrainConfig::new(Arch::FlowPicMini)
         },
+        client_dp: None,
     }
 }
 
@@ -147,4 +148,54 @@ fn a_federation_learns_and_is_reproducible() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("4 captures"), "{err}");
+}
+
+#[test]
+fn client_level_dp_spends_its_budget_per_round() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = write_dataset(&d.path().join("ds"), Kind::FlowPicDense(16), 4, 400, 3);
+    let mut c = cfg(10, Scheme::Iid);
+    c.fraction = 0.5;
+    c.rounds = 3;
+    c.local_epochs = 1;
+    c.client_dp = Some(ClientDp {
+        clip: 0.01,
+        sigma: None,
+        epsilon: Some(8.0),
+        delta: 1e-5,
+        seeded: true,
+    });
+    let out = simulate(&ds, &c, &|_| {}).unwrap();
+    let eps: Vec<f64> = out.rounds.iter().map(|r| r.epsilon.unwrap()).collect();
+    assert!(eps.windows(2).all(|w| w[0] < w[1]), "{eps:?}");
+    assert!(
+        *eps.last().unwrap() <= 8.0 + 1e-9 && *eps.last().unwrap() > 7.9,
+        "{eps:?}"
+    );
+    let p = out.model.meta().privacy.clone().unwrap();
+    assert_eq!(p["unit"], "client");
+    assert_eq!(p["mechanism"], "DP-FedAvg");
+    // Local training moves the weights further than 0.01: every update is clipped.
+    assert!(
+        out.rounds.iter().all(|r| r.clipped == Some(r.clients.len())),
+        "{:?}",
+        out.rounds
+    );
+    // Poisson sampling: the rounds' client counts vary around q·N = 5.
+    assert!(out.rounds.iter().all(|r| r.clients.len() <= 10));
+    let again = simulate(&ds, &c, &|_| {}).unwrap();
+    assert_eq!(out.model.params(), again.model.params(), "seeded: reproducible");
+    // The sensitivity bound is for the mean: robust aggregation is refused, as are bad budgets.
+    let mut med = c.clone();
+    med.aggregation = Aggregation::Median;
+    assert!(matches!(simulate(&ds, &med, &|_| {}), Err(FedError::Config(m)) if m.contains("median")));
+    let mut zero = c.clone();
+    zero.client_dp.as_mut().unwrap().epsilon = Some(0.0);
+    assert!(simulate(&ds, &zero, &|_| {}).is_err());
+    let mut tight = c.clone();
+    let dp = tight.client_dp.as_mut().unwrap();
+    dp.sigma = Some(0.3);
+    dp.epsilon = Some(1.0);
+    let err = simulate(&ds, &tight, &|_| {}).unwrap_err().to_string();
+    assert!(err.contains("spends ε"), "{err}");
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::partition::Scheme;
 use privpkt_dataset::Dataset;
-use privpkt_federated::{simulate, Aggregation, FedConfig, FedEvent};
+use privpkt_federated::{simulate, Aggregation, ClientDp, FedConfig, FedEvent};
 use privpkt_nn::{save_model, Arch, TrainConfig};
 
 use crate::plots::{render, ImageFormat, LineChart, Series};
@@ -53,15 +53,48 @@ pub struct FederateArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Seed of partition, client sampling, initialisation and local training.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of partition, client sampling, initialisation and local training [default: 42]; with
+    /// client-level DP it also keys the noise (a reproducible experiment).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Per-round test macro-F1 and accuracy as a chart (.png or .svg).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print a JSON summary on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Client-level DP (DP-FedAvg): budget ε per organisation over all rounds (σ calibrated).
+    #[arg(long, help_heading = "Client-level differential privacy")]
+    pub client_epsilon: Option<f64>,
+    /// Client-level DP: noise multiplier σ instead of (or with) a budget.
+    #[arg(long, help_heading = "Client-level differential privacy")]
+    pub client_sigma: Option<f64>,
+    /// Client-level DP: clipping norm of each client's update [default: 1].
+    #[arg(long, help_heading = "Client-level differential privacy")]
+    pub client_clip: Option<f64>,
+    /// Client-level DP: δ [default: 1e-5].
+    #[arg(long, help_heading = "Client-level differential privacy")]
+    pub delta: Option<f64>,
+}
+
+/// Client-level DP settings; DP options without a budget or σ are refused, never ignored.
+fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
+    if a.client_epsilon.is_none() && a.client_sigma.is_none() {
+        if a.client_clip.is_some() || a.delta.is_some() {
+            anyhow::bail!(
+                "--client-clip/--delta are client-level DP settings: add --client-epsilon or --client-sigma \
+                 (refusing to run without privacy)"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(ClientDp {
+        clip: a.client_clip.unwrap_or(1.0),
+        sigma: a.client_sigma,
+        epsilon: a.client_epsilon,
+        delta: a.delta.unwrap_or(1e-5),
+        seeded: a.seed.is_some(),
+    }))
 }
 
 pub fn run(a: FederateArgs) -> Result<()> {
@@ -78,9 +111,10 @@ pub fn run(a: FederateArgs) -> Result<()> {
         train: TrainConfig {
             lr: a.lr,
             batch_size: a.batch_size,
-            seed: a.seed,
+            seed: a.seed.unwrap_or(42),
             ..TrainConfig::new(arch)
         },
+        client_dp: client_dp(&a)?,
     };
     let bar = ProgressBar::new(a.rounds as u64);
     if a.json {
@@ -161,6 +195,7 @@ pub fn run(a: FederateArgs) -> Result<()> {
                 "config": cfg,
                 "clients": out.clients,
                 "rounds": out.rounds,
+                "privacy": out.model.meta().privacy,
             }))?
         );
     } else {
