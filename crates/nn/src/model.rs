@@ -349,7 +349,7 @@ impl Network {
             // With probes (DP-SGD) the block still runs by hand when the caller takes it: its
             // (columns, output gradient) pairs are the per-example inputs of the DP engine.
             ConvImpl::Im2col if !x.is_tracked() && (mode.probes.is_none() || mode.conv_block.is_some()) => {
-                let block = self.conv_block(p, &x);
+                let block = self.conv_block(p, &x, mode.conv_block.is_some());
                 let f = Tensor::<2>::from_data(
                     TensorData::new(block.features.clone(), [n, pooled * DP_FILTERS]),
                     &x.device().without_autodiff(),
@@ -568,8 +568,9 @@ fn host(t: Tensor<1>) -> Vec<f32> {
 }
 
 impl Network {
-    /// Run Deep Packet's convolution block on a plain (untracked) batch `x` `[N, 1500]`.
-    pub fn conv_block(&self, p: &[Tensor<1>], x: &Tensor<2>) -> ConvBlock {
+    /// Run Deep Packet's convolution block on a plain (untracked) batch `x` `[N, 1500]`;
+    /// `for_backward` keeps what [`ConvBlock::backward`] needs (conv2's column matrix).
+    pub fn conv_block(&self, p: &[Tensor<1>], x: &Tensor<2>, for_backward: bool) -> ConvBlock {
         let [n, len] = x.dims();
         let [(k1, s1), (k2, s2)] = dp_convs(self.arch);
         let [l1, l2, pooled] = self.dp_lens();
@@ -597,17 +598,33 @@ impl Network {
                 *v = (*v + b).max(0.0);
             }
         });
-        let cols2 = im2col(&h1, [n, l1, c], k2, s2);
         let mut z2 = vec![0f32; n * l2 * c];
-        gemm_into(
-            &mut z2,
-            c,
-            Mat::rows(&cols2, k2 * c),
-            Mat::rows(&w2, c),
-            [n * l2, c, k2 * c],
-            false,
-            true,
-        );
+        let cols2 = if for_backward {
+            let cols2 = im2col(&h1, [n, l1, c], k2, s2);
+            gemm_into(
+                &mut z2,
+                c,
+                Mat::rows(&cols2, k2 * c),
+                Mat::rows(&w2, c),
+                [n * l2, c, k2 * c],
+                false,
+                true,
+            );
+            cols2
+        } else {
+            // Inference: channels-last, conv2's window j of an example is the contiguous run
+            // h1[j·s2·C ..][.. k2·C], so its column matrix is h1 itself read with row stride
+            // s2·C: no copy (the copy is N·L2·k2·C floats, 127 MB at batch 64).
+            z2.par_chunks_mut(l2 * c).enumerate().for_each(|(b, z)| {
+                let a = Mat {
+                    data: &h1[b * l1 * c..(b + 1) * l1 * c],
+                    rs: s2 * c,
+                    cs: 1,
+                };
+                gemm_into(z, c, a, Mat::rows(&w2, c), [l2, c, k2 * c], false, false);
+            });
+            Vec::new()
+        };
         let mut features = vec![0f32; n * pooled * c];
         let mut winners = vec![0u8; n * pooled * c];
         features

@@ -176,6 +176,26 @@ fn im2col_conv_equals_burn_conv1d() {
     }
 }
 
+/// Inference (no backward: conv2 read straight from h1 with a strided row step, no column
+/// matrix) predicts what burn's conv1d predicts, for both Deep Packet CNNs.
+#[test]
+fn deeppacket_inference_same_with_every_conv() {
+    for arch in [Arch::DeepPacketApp, Arch::DeepPacketTraffic] {
+        let mut net = Network::new(arch, DP, 5).unwrap();
+        let params = net.init_params(8);
+        let p = params.tensors(&Device::flex(), false);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let x: Vec<f32> = (0..3 * 1500).map(|_| rng.random::<f32>()).collect();
+        let mut run = |conv| {
+            net.conv = conv;
+            let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [3, 1500]), &Device::flex());
+            net.forward(&p, xt, &mut Mode::eval()).into_data()
+        };
+        let burn = run(ConvImpl::Burn);
+        rel_close(&run(ConvImpl::Im2col), &burn, &format!("{arch} logits"));
+    }
+}
+
 /// Both Deep Packet CNNs give the same loss and parameter gradients with every convolution
 /// implementation: burn's conv1d, im2col under autodiff, and im2col with the graph cut at
 /// conv2 (the training default).
