@@ -9,7 +9,9 @@
 #
 # Environment: SEEDS (1 2 3), TASKS (category_class app_class), MODELS (cnn sae flowpic),
 # MAX_PER_FLOW (16), CNN_EPOCHS (8), SAE_EPOCHS (20), FP_EPOCHS (30), WORK (bench/work/ndpi-models),
-# PRIVPKT_BIN (a prebuilt binary to use instead of building one).
+# PRIVPKT_BIN (a prebuilt binary to use instead of building one), APPEND (keep earlier runs).
+# Settings are the papers' and the demo's defaults; nothing is tuned on test. mini-FlowPic uses the demo's batch
+# 16 and learning rate 3e-3: a first run with batch 64 and 1e-3 still under-fitted its training split after 30 epochs.
 # Results: bench/results/ndpi-models-<date>.json and a markdown table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,8 @@ bin=${PRIVPKT_BIN:-target/release/privpkt}
 mkdir -p "$WORK" bench/results
 out=bench/results/ndpi-models-$(date -u +%Y-%m-%dT%H%M%S).json
 runs="$WORK/runs.jsonl"
-: >"$runs"
+# APPEND=1 keeps earlier runs (e.g. to add a model); a run of the same task, model and seed replaces them.
+[ -n "${APPEND:-}" ] || : >"$runs"
 
 record() { # task model seed eval.json seconds
   python3 - "$@" >>"$runs" <<'PY'
@@ -56,7 +59,7 @@ for task in $TASKS; do
       case $model in
         cnn) ds=$dp; args=(--arch deeppacket-app --epochs "$CNN_EPOCHS" --patience 3) ;;
         sae) ds=$dp; args=(--arch sae --epochs "$SAE_EPOCHS" --patience 5 --pretrain-epochs 3) ;;
-        flowpic) ds=$fp; args=(--arch flowpic-mini --epochs "$FP_EPOCHS" --patience 8) ;;
+        flowpic) ds=$fp; args=(--arch flowpic-mini --epochs "$FP_EPOCHS" --patience 8 --batch-size 16 --lr 0.003) ;;
         *) echo "unknown model $model"; exit 2 ;;
       esac
       m="$WORK/$task-$model-s$seed.safetensors"
@@ -73,7 +76,7 @@ done
 
 python3 - "$runs" "$out" <<'PY'
 import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+runs = list({(r['task'], r['model'], r['seed']): r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}.values())
 def ms(v):
     v = [x for x in v if x is not None]
     if not v: return "-"
