@@ -220,18 +220,12 @@ pub struct FedOutcome {
     pub clients: Vec<ClientInfo>,
 }
 
-/// Seed for (round, client, ...) uses, independent across uses.
+/// Seed for (round, client, ...) uses, independent across uses and from the trainer's own
+/// streams (which start with small stream numbers).
 fn derive(seed: u64, parts: &[u64]) -> u64 {
-    let mut z = seed ^ 0x5EED_FEDA_u64;
-    for &p in parts {
-        z = z
-            .wrapping_add(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(p.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-    }
-    z
+    let mut all = vec![0xFED_u64];
+    all.extend_from_slice(parts);
+    privpkt_nn::train::derive_seed(seed, &all)
 }
 
 /// The clients' sample indices: the train split divided by whole flows.

@@ -387,7 +387,7 @@ pub fn evaluate(net: &Network, params: &Params, samples: &Samples) -> Result<(f6
 }
 
 /// SplitMix64 over (seed, parts): independent seeds for each use of randomness.
-pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
     let mut z = seed;
     for &p in parts {
         z = z

@@ -176,16 +176,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
     }
     match &ev.privacy {
-        Some(p) => println!(
-            "\ntrained with DP-SGD: ε = {} at δ = {} per {} ({} accountant, σ = {}, C = {}, {} steps)",
-            p["epsilon"].as_f64().map_or("?".into(), |e| format!("{e:.3}")),
-            p["delta"],
-            p["unit"].as_str().unwrap_or("?"),
-            p["accountant"].as_str().unwrap_or("?"),
-            p["sigma"].as_f64().map_or("?".into(), |v| format!("{v:.4}")),
-            p["clip"],
-            p["steps"]
-        ),
+        Some(p) => println!("\ntrained with {}", crate::ui::privacy_line(p)),
         None => println!("\ntrained without differential privacy"),
     }
     for w in &ev.warnings {

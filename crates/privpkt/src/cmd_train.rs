@@ -351,17 +351,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             a.out.display()
         );
         if let Some(p) = &meta.privacy {
-            println!(
-                "privacy: ({}, {})-DP per {} by the {} accountant, σ = {}, C = {}, q = {}, {} steps",
-                p["epsilon"].as_f64().map_or("?".into(), |e| format!("{e:.3}")),
-                p["delta"],
-                p["unit"].as_str().unwrap_or("?"),
-                p["accountant"].as_str().unwrap_or("?"),
-                p["sigma"].as_f64().map_or("?".into(), |v| format!("{v:.4}")),
-                p["clip"],
-                p["q"].as_f64().map_or("?".into(), |v| format!("{v:.5}")),
-                p["steps"]
-            );
+            println!("privacy: {}", crate::ui::privacy_line(p));
         }
         println!(
             "evaluate it on the test split with: privpkt eval {} {}",

@@ -50,6 +50,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult) as u64)
 }
 
+/// One line stating a model's recorded privacy guarantee (DP-SGD or DP-FedAvg).
+pub fn privacy_line(p: &serde_json::Value) -> String {
+    let num = |k: &str, prec: usize| p[k].as_f64().map_or("?".into(), |v| format!("{v:.prec$}"));
+    format!(
+        "{} ({}, {})-DP per {} by the {} accountant: σ = {}, C = {}, q = {}, {} steps",
+        p["mechanism"].as_str().unwrap_or("DP"),
+        num("epsilon", 3),
+        p["delta"],
+        p["unit"].as_str().unwrap_or("?"),
+        p["accountant"].as_str().unwrap_or("?"),
+        num("sigma", 4),
+        p["clip"],
+        num("q", 5),
+        p["steps"]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
