@@ -18,9 +18,9 @@ use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::modelfile::{HistorySummary, MODEL_FORMAT, MODEL_FORMAT_VERSION};
 use privpkt_nn::train::{evaluate, local_epochs};
 use privpkt_nn::{load_split, manifest_sha256, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
-use privpkt_privacy::{calibrate_sigma, privacy_report, AccountantKind, NoiseGenerator, Phase};
+use privpkt_privacy::{calibrate_sigma, epsilon_after, privacy_report, run_keys, AccountantKind, NoiseGenerator};
 use rand::seq::index::sample;
-use rand::{Rng, RngCore, SeedableRng, TryRngCore};
+use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -262,12 +262,9 @@ pub fn client_samples(
     Ok(out)
 }
 
-/// Combines client weights `updates` (client id, weights, examples) into the global weights,
-/// after checking each for shape and finiteness against `like`.
-pub fn aggregate(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params, how: Aggregation) -> Result<Vec<Vec<f32>>> {
-    if updates.is_empty() {
-        return Err(FedError::Config("no client update to aggregate".into()));
-    }
+/// Checks every update (client id, weights, examples) against the model's tensors: the
+/// same count and sizes, finite values. A bad update is named, never averaged in.
+pub fn check_updates(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params) -> Result<()> {
     for (client, w, _) in updates {
         if w.len() != like.values.len() {
             return Err(FedError::BadUpdate {
@@ -290,6 +287,16 @@ pub fn aggregate(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params, how: 
             }
         }
     }
+    Ok(())
+}
+
+/// Combines client weights `updates` (client id, weights, examples) into the global weights,
+/// after [`check_updates`].
+pub fn aggregate(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params, how: Aggregation) -> Result<Vec<Vec<f32>>> {
+    if updates.is_empty() {
+        return Err(FedError::Config("no client update to aggregate".into()));
+    }
+    check_updates(updates, like)?;
     let total: f64 = updates.iter().map(|u| u.2 as f64).sum();
     let out = (0..like.values.len())
         .map(|t| {
@@ -508,7 +515,8 @@ impl ClientDpRun {
             (None, None) => return Err(FedError::Config("client-level DP needs ε or σ".into())),
         };
         if let (Some(_), Some(e)) = (d.sigma, d.epsilon) {
-            let spent = Self::eps(q, sigma, cfg.rounds as u64, d.delta)?;
+            let spent =
+                epsilon_after(AccountantKind::Rdp, q, sigma, cfg.rounds as u64, d.delta).map_err(privacy_err)?;
             if spent > e {
                 return Err(FedError::Config(format!(
                     "client-level DP: σ = {sigma} over {} rounds spends ε = {spent:.3} > {e}; raise σ or lower the rounds",
@@ -516,18 +524,7 @@ impl ClientDpRun {
                 )));
             }
         }
-        let mut master = [0u8; 32];
-        if d.seeded {
-            master = ChaCha20Rng::seed_from_u64(derive(cfg.train.seed, &[9])).get_seed();
-        } else {
-            rand::rngs::OsRng
-                .try_fill_bytes(&mut master)
-                .map_err(|e| FedError::Config(format!("client-level DP: the OS entropy source failed: {e}")))?;
-        }
-        let mut m = ChaCha20Rng::from_seed(master);
-        let (mut noise_key, mut sample_key) = ([0u8; 32], [0u8; 32]);
-        m.fill_bytes(&mut noise_key);
-        m.fill_bytes(&mut sample_key);
+        let (noise_key, sample_key) = run_keys(d.seeded.then(|| derive(cfg.train.seed, &[9]))).map_err(privacy_err)?;
         Ok(ClientDpRun {
             cfg: d.clone(),
             q,
@@ -539,25 +536,14 @@ impl ClientDpRun {
         })
     }
 
-    fn eps(q: f64, sigma: f64, rounds: u64, delta: f64) -> Result<f64> {
-        if rounds == 0 {
-            return Ok(0.0);
-        }
-        let phase = Phase::new(q, sigma, rounds).map_err(privacy_err)?;
-        privpkt_privacy::epsilon(AccountantKind::Rdp, &[phase], delta).map_err(privacy_err)
-    }
-
     fn epsilon(&self, rounds: u64) -> Result<f64> {
-        Self::eps(self.q, self.sigma, rounds, self.cfg.delta)
+        epsilon_after(AccountantKind::Rdp, self.q, self.sigma, rounds, self.cfg.delta).map_err(privacy_err)
     }
 
     /// Clips every update to the clipping norm, adds the noise, moves the global weights by
     /// the noisy sum over the expected number of clients; returns how many were clipped.
     fn apply(&self, global: &mut Params, updates: &[(usize, Vec<Vec<f32>>, usize)], round: u64) -> Result<usize> {
-        // Shapes and finiteness first, exactly as for plain aggregation.
-        if !updates.is_empty() {
-            aggregate(updates, global, Aggregation::Mean)?;
-        }
+        check_updates(updates, global)?;
         let mut sum: Vec<Vec<f32>> = global.values.iter().map(|v| vec![0f32; v.len()]).collect();
         let mut clipped = 0;
         for (_, w, _) in updates {

@@ -23,10 +23,11 @@ use burn::tensor::{Tensor, TensorData};
 use privpkt_privacy::noise::streams_needed;
 use privpkt_privacy::perex::{clipped_sum, unit_norms, LayerPair};
 use privpkt_privacy::{
-    calibrate_sigma, clip_factors, privacy_report, steps_for_budget, AccountantKind, NoiseGenerator, Phase,
+    calibrate_sigma, clip_factors, epsilon_after, privacy_report, run_keys, steps_for_budget, AccountantKind,
+    NoiseGenerator,
 };
 use rand::seq::index::sample;
-use rand::{Rng, RngCore, SeedableRng, TryRngCore};
+use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
@@ -182,13 +183,11 @@ pub fn poisson_batch<R: Rng>(units: &[Vec<u32>], q: f64, cap: usize, rng: &mut R
         // Units skipped before the next sampled one: ⌊ln(U)/ln(1 − q)⌋, U uniform in (0, 1].
         let u: f64 = 1.0 - rng.random::<f64>();
         let skip = if q >= 1.0 { 0.0 } else { (u.ln() / ln1q).floor() };
+        // Past the last unit (or never, for q = 0): the step's batch is complete.
         if !skip.is_finite() || skip >= (units.len() - next.min(units.len())) as f64 {
             break;
         }
         let i = next + skip as usize;
-        if i >= units.len() {
-            break;
-        }
         let members = &units[i];
         if members.len() > cap {
             let mut pick: Vec<usize> = sample(rng, members.len(), cap).into_iter().collect();
@@ -518,25 +517,14 @@ impl DpRun {
                 dp.epsilon.unwrap_or(f64::NAN)
             )));
         }
-        let mut master = [0u8; 32];
-        if dp.seeded {
-            master = ChaCha20Rng::seed_from_u64(crate::train::derive_seed(cfg.seed, &[STREAM_DP])).get_seed();
-        } else {
-            rand::rngs::OsRng
-                .try_fill_bytes(&mut master)
-                .map_err(|e| NnError::Config(format!("DP-SGD: the OS entropy source failed: {e}")))?;
-            if resumed {
-                progress(crate::train::TrainEvent::Warning(
-                    "resumed private run: noise and sampling continue from fresh OS entropy (the accounting is \
-                     unchanged)"
-                        .into(),
-                ));
-            }
+        let seed = dp.seeded.then(|| crate::train::derive_seed(cfg.seed, &[STREAM_DP]));
+        let (noise_key, sample_key) = run_keys(seed).map_err(privacy_err)?;
+        if seed.is_none() && resumed {
+            progress(crate::train::TrainEvent::Warning(
+                "resumed private run: noise and sampling continue from fresh OS entropy (the accounting is unchanged)"
+                    .into(),
+            ));
         }
-        let mut m = ChaCha20Rng::from_seed(master);
-        let (mut noise_key, mut sample_key) = ([0u8; 32], [0u8; 32]);
-        m.fill_bytes(&mut noise_key);
-        m.fill_bytes(&mut sample_key);
         let run = DpRun {
             cfg: dp.clone(),
             units,
@@ -566,11 +554,7 @@ impl DpRun {
 
     /// ε spent after `steps` steps, by the run's accountant.
     pub fn epsilon(&self, steps: u64) -> Result<f64> {
-        if steps == 0 {
-            return Ok(0.0);
-        }
-        let phase = Phase::new(self.q, self.sigma, steps).map_err(privacy_err)?;
-        privpkt_privacy::epsilon(self.cfg.accountant, &[phase], self.cfg.delta).map_err(privacy_err)
+        epsilon_after(self.cfg.accountant, self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)
     }
 
     /// One DP-SGD step `t` (0-based over the run): Poisson-sample units, clip, add noise,

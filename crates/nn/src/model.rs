@@ -792,28 +792,27 @@ fn dropout<const D: usize>(x: Tensor<D>, rate: f64, mode: &mut Mode<'_>) -> Tens
     x * mask
 }
 
-/// Summed cross-entropy `Σ −log p_y`: its gradient with respect to each example's outputs is
-/// that example's own gradient, as per-example clipping needs.
-pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+/// `Σ_i k_i·(−log p_{y_i})`: the negative log-likelihood with a weight per example.
+fn weighted_nll(logits: Tensor<2>, targets: &[u32], k: impl Fn(u32) -> f32) -> Tensor<1> {
     let [n, c] = logits.dims();
     let mut t = vec![0f32; n * c];
     for (i, &y) in targets.iter().enumerate() {
-        t[i * c + y as usize] = 1.0;
+        t[i * c + y as usize] = k(y);
     }
     let t = Tensor::<2>::from_data(TensorData::new(t, [n, c]), &logits.device().without_autodiff());
     (log_softmax(logits, 1) * t).sum().neg()
 }
 
+/// Summed cross-entropy `Σ −log p_y`: its gradient with respect to each example's outputs is
+/// that example's own gradient, as per-example clipping needs.
+pub fn cross_entropy_sum(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+    weighted_nll(logits, targets, |_| 1.0)
+}
+
 /// Class-weighted mean cross-entropy of `logits` for `targets`: `Σ w_y·(−log p_y) / Σ w_y`
 /// (PyTorch's `CrossEntropyLoss(weight=...)`); `weights` `None` is the plain mean.
 pub fn cross_entropy(logits: Tensor<2>, targets: &[u32], weights: Option<&[f32]>) -> Tensor<1> {
-    let [n, c] = logits.dims();
     let w = |y: u32| weights.map_or(1.0, |w| w[y as usize]);
     let total: f32 = targets.iter().map(|&y| w(y)).sum();
-    let mut t = vec![0f32; n * c];
-    for (i, &y) in targets.iter().enumerate() {
-        t[i * c + y as usize] = if total > 0.0 { w(y) / total } else { 0.0 };
-    }
-    let t = Tensor::<2>::from_data(TensorData::new(t, [n, c]), &logits.device().without_autodiff());
-    (log_softmax(logits, 1) * t).sum().neg()
+    weighted_nll(logits, targets, |y| if total > 0.0 { w(y) / total } else { 0.0 })
 }

@@ -284,7 +284,8 @@ pub fn gradients(
     (g, StepStats { loss, correct })
 }
 
-/// One optimisation step on a batch of scaled inputs `x` (`[targets.len(), features]`).
+/// One optimisation step on a batch of scaled inputs `x` (`[targets.len(), features]`). With
+/// `prox` (anchor weights, μ) the gradient gains μ·(w − anchor) (FedProx, Li et al. 2020).
 #[allow(clippy::too_many_arguments)]
 pub fn train_step(
     net: &Network,
@@ -296,20 +297,42 @@ pub fn train_step(
     lr: f64,
     weight_decay: f64,
     dropout: &mut ChaCha8Rng,
+    prox: Option<(&[Vec<f32>], f64)>,
 ) -> StepStats {
     let (grads, stats) = gradients(net, params, x, targets, class_weights, Some(dropout));
-    let g: Vec<&[f32]> = grads
-        .iter()
-        .map(|d| d.as_slice::<f32>().expect("f32 gradients"))
-        .collect();
-    opt.update(params, &g, lr, weight_decay);
+    match prox {
+        None => {
+            let g: Vec<&[f32]> = grads
+                .iter()
+                .map(|d| d.as_slice::<f32>().expect("f32 gradients"))
+                .collect();
+            opt.update(params, &g, lr, weight_decay);
+        }
+        Some((anchor, mu)) => {
+            let mu = mu as f32;
+            let g: Vec<Vec<f32>> = grads
+                .into_iter()
+                .zip(&params.values)
+                .zip(anchor)
+                .map(|((d, w), a)| {
+                    let mut g = d.try_into_vec::<f32>().expect("f32 gradients");
+                    for ((g, w), a) in g.iter_mut().zip(w).zip(a) {
+                        *g += mu * (w - a);
+                    }
+                    g
+                })
+                .collect();
+            let refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+            opt.update(params, &refs, lr, weight_decay);
+        }
+    }
     stats
 }
 
 /// A federated client's local work: `epochs` epochs of plain training of `params` on
-/// `samples` with a fresh optimizer, shuffled and dropped out from `seed`. With `prox`
-/// (anchor weights, μ) every gradient gains μ·(w − anchor) (FedProx, Li et al. 2020).
-/// Returns the mean training loss and the number of samples seen.
+/// `samples` with a fresh optimizer, shuffled and dropped out from `seed`, optionally with
+/// FedProx's proximal term (see [`train_step`]). Returns the mean training loss and the number
+/// of samples seen.
 pub fn local_epochs(
     net: &Network,
     params: &mut Params,
@@ -328,21 +351,18 @@ pub fn local_epochs(
         for (b, idx) in order.chunks(cfg.batch_size.max(1)).enumerate() {
             let y: Vec<u32> = idx.iter().map(|&i| samples.labels[i]).collect();
             let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[STREAM_DROPOUT, e as u64, b as u64]));
-            let (g, s) = gradients(net, params, raw.batch(idx, features), &y, None, Some(&mut rng));
-            let mut g: Vec<Vec<f32>> = g
-                .into_iter()
-                .map(|d| d.try_into_vec::<f32>().expect("f32 gradients"))
-                .collect();
-            if let Some((anchor, mu)) = prox {
-                let mu = mu as f32;
-                for ((g, w), a) in g.iter_mut().zip(&params.values).zip(anchor) {
-                    for ((g, w), a) in g.iter_mut().zip(w).zip(a) {
-                        *g += mu * (w - a);
-                    }
-                }
-            }
-            let refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
-            opt.update(params, &refs, cfg.lr, cfg.weight_decay);
+            let s = train_step(
+                net,
+                params,
+                &mut opt,
+                raw.batch(idx, features),
+                &y,
+                None,
+                cfg.lr,
+                cfg.weight_decay,
+                &mut rng,
+                prox,
+            );
             loss_sum += s.loss * idx.len() as f64;
             seen += idx.len();
         }
@@ -699,66 +719,61 @@ pub fn train(
             batches,
             lr,
         });
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        if let Some(r) = &dp_run {
-            for b in 0..batches {
-                if st.meta.dp_steps >= r.max_steps {
-                    st.meta.budget_spent = true;
-                    break;
-                }
-                let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, &[STREAM_DROPOUT, e as u64, b as u64]));
-                let (s, size) = r.step(
-                    &net,
-                    &mut st.params,
-                    &mut st.opt,
-                    st.meta.dp_steps,
-                    &raw,
-                    &train_set,
-                    lr,
-                    cfg.weight_decay,
-                    &mut rng,
-                )?;
-                st.meta.dp_steps += 1;
-                loss_sum += s.loss * size as f64;
-                correct += s.correct;
-                seen += size;
-                progress(TrainEvent::Batch {
-                    epoch: e + 1,
-                    batch: b + 1,
-                    batches,
-                    loss: loss_sum / seen.max(1) as f64,
-                    accuracy: correct as f64 / seen.max(1) as f64,
-                });
-            }
-        }
         let order = match dp_run {
             Some(_) => Vec::new(),
             None => permutation(n, derive_seed(cfg.seed, &[STREAM_SHUFFLE, e as u64])),
         };
-        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let x = raw.batch(idx, features);
-            let y: Vec<u32> = idx.iter().map(|&i| train_set.labels[i]).collect();
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for b in 0..batches {
             let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, &[STREAM_DROPOUT, e as u64, b as u64]));
-            let s = train_step(
-                &net,
-                &mut st.params,
-                &mut st.opt,
-                x,
-                &y,
-                weights.as_deref(),
-                lr,
-                cfg.weight_decay,
-                &mut rng,
-            );
-            loss_sum += s.loss * idx.len() as f64;
+            let (s, size) = match &dp_run {
+                // DP-SGD: a Poisson-sampled batch of units per step, until the budget is spent.
+                Some(r) => {
+                    if st.meta.dp_steps >= r.max_steps {
+                        st.meta.budget_spent = true;
+                        break;
+                    }
+                    let out = r.step(
+                        &net,
+                        &mut st.params,
+                        &mut st.opt,
+                        st.meta.dp_steps,
+                        &raw,
+                        &train_set,
+                        lr,
+                        cfg.weight_decay,
+                        &mut rng,
+                    )?;
+                    st.meta.dp_steps += 1;
+                    out
+                }
+                None => {
+                    let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(n)];
+                    let y: Vec<u32> = idx.iter().map(|&i| train_set.labels[i]).collect();
+                    let s = train_step(
+                        &net,
+                        &mut st.params,
+                        &mut st.opt,
+                        raw.batch(idx, features),
+                        &y,
+                        weights.as_deref(),
+                        lr,
+                        cfg.weight_decay,
+                        &mut rng,
+                        None,
+                    );
+                    (s, idx.len())
+                }
+            };
+            loss_sum += s.loss * size as f64;
             correct += s.correct;
-            seen += idx.len();
+            seen += size;
             progress(TrainEvent::Batch {
                 epoch: e + 1,
                 batch: b + 1,
                 batches,
-                loss: loss_sum / seen as f64,
-                accuracy: correct as f64 / seen as f64,
+                loss: loss_sum / seen.max(1) as f64,
+                accuracy: correct as f64 / seen.max(1) as f64,
             });
         }
         let (val_f1, val_acc) = if val.is_empty() {

@@ -21,4 +21,4 @@ mod special;
 pub use accountant::*;
 pub use clip::{clip_factors, clip_factors_into};
 pub use error::{PrivacyError, Result};
-pub use noise::{add_gaussian_noise, NoiseGenerator, SeedSource, NOISE_CHUNK};
+pub use noise::{add_gaussian_noise, run_keys, NoiseGenerator, SeedSource, NOISE_CHUNK};

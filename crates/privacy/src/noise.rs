@@ -18,7 +18,7 @@
 use std::fmt;
 
 use rand::rngs::OsRng;
-use rand::{SeedableRng, TryRngCore};
+use rand::{RngCore, SeedableRng, TryRngCore};
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -77,6 +77,27 @@ pub enum SeedSource {
     Fixed(u64),
     /// A caller-supplied 32-byte key.
     Explicit,
+}
+
+/// The two secret keys of a private training run: one for the noise, one for the sampling
+/// (which units or clients join a step must stay secret too). From OS entropy, or expanded
+/// from `seed` for a reproducible experiment (not for a real claim: 64 bits can be searched).
+pub fn run_keys(seed: Option<u64>) -> Result<([u8; 32], [u8; 32])> {
+    let master = match seed {
+        Some(s) => ChaCha20Rng::seed_from_u64(s).get_seed(),
+        None => {
+            let mut m = [0u8; 32];
+            OsRng
+                .try_fill_bytes(&mut m)
+                .map_err(|e| PrivacyError::Entropy(e.to_string()))?;
+            m
+        }
+    };
+    let mut m = ChaCha20Rng::from_seed(master);
+    let (mut noise, mut sampling) = ([0u8; 32], [0u8; 32]);
+    m.fill_bytes(&mut noise);
+    m.fill_bytes(&mut sampling);
+    Ok((noise, sampling))
 }
 
 /// Stateful noise source for a training run: one key, and a stream counter that advances by

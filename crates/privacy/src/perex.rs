@@ -299,20 +299,6 @@ pub fn unit_norms(layer: &LayerPair<'_>, offsets: &[usize], keep_bytes: usize) -
     Ok(LayerNorms { sq, kept })
 }
 
-/// Adds each unit's squared gradient norm for `layer` to `sq_norms` (nothing kept).
-pub fn add_unit_sq_norms(layer: &LayerPair<'_>, offsets: &[usize], sq_norms: &mut [f64]) -> Result<()> {
-    if sq_norms.len() + 1 != offsets.len() {
-        return Err(PrivacyError::Shape(format!(
-            "{} norms for {} units",
-            sq_norms.len(),
-            offsets.len().saturating_sub(1)
-        )));
-    }
-    let n = unit_norms(layer, offsets, 0)?;
-    sq_norms.iter_mut().zip(n.sq).for_each(|(s, v)| *s += v);
-    Ok(())
-}
-
 /// `Σ_u factors[u]·∇_u` for `layer`: the weight gradient `[d_in, d_out]` and the bias
 /// gradient `[d_out]`, each unit's gradient scaled by its clipping factor. Unit gradients
 /// kept by [`unit_norms`] are summed directly; the other units' rows go through one product.
@@ -449,8 +435,8 @@ mod tests {
                 s
             })
             .collect();
-        let mut sq = vec![0f64; units.len()];
-        add_unit_sq_norms(layer, offsets, &mut sq).unwrap();
+        // Keeping the formed unit gradients or not gives the same norms.
+        let sq = unit_norms(layer, offsets, 0).unwrap().sq;
         let norms = unit_norms(layer, offsets, usize::MAX).unwrap();
         assert_eq!(norms.sq, sq);
         let mut factors = Vec::new();
@@ -567,9 +553,8 @@ mod tests {
         assert!(LayerPair::rows(&a, 4, &g, 2, 1).is_err());
         assert!(LayerPair::rows(&a, 3, &g, 2, 3).is_err());
         let layer = LayerPair::rows(&a, 3, &g, 2, 1).unwrap();
-        let mut sq = vec![0.0; 2];
-        assert!(add_unit_sq_norms(&layer, &[0, 1], &mut sq).is_err());
-        assert!(add_unit_sq_norms(&layer, &[0, 2, 1], &mut sq).is_err());
+        assert!(unit_norms(&layer, &[0, 1], 0).is_err());
+        assert!(unit_norms(&layer, &[0, 2, 1], 0).is_err());
         assert!(clipped_sum(&layer, &[0, 1, 2], &[1.0], None).is_err());
         assert!(LayerPair::conv2d(&a, 1, 2, 3, 1, &g, 1).is_err());
     }

@@ -173,3 +173,14 @@ fn summary_validates_inputs() {
     );
     assert_eq!(privacy_report(0.01, 1.0, 10, 0.0), Err(PrivacyError::InvalidDelta(0.0)));
 }
+
+#[test]
+fn epsilon_after_is_zero_before_the_first_step() {
+    use privpkt_privacy::{epsilon, epsilon_after, AccountantKind, Phase};
+    for acct in [AccountantKind::Rdp, AccountantKind::Prv] {
+        assert_eq!(epsilon_after(acct, 0.01, 1.1, 0, 1e-5).unwrap(), 0.0);
+        let want = epsilon(acct, &[Phase::new(0.01, 1.1, 300).unwrap()], 1e-5).unwrap();
+        assert_eq!(epsilon_after(acct, 0.01, 1.1, 300, 1e-5).unwrap(), want);
+    }
+    assert!(epsilon_after(AccountantKind::Rdp, 1.5, 1.1, 3, 1e-5).is_err());
+}

@@ -135,3 +135,17 @@ fn bad_std_or_stream_overflow_are_errors() {
     assert!(add_gaussian_noise(&mut buf, 1.0, &seed(0), u64::MAX).is_err());
     assert_eq!(buf, vec![0.0; 4], "nothing written on error");
 }
+
+#[test]
+fn run_keys_are_distinct_seeded_or_fresh() {
+    let (n1, s1) = privpkt_privacy::run_keys(Some(7)).unwrap();
+    assert_ne!(n1, s1, "noise and sampling keys differ");
+    assert_eq!(
+        privpkt_privacy::run_keys(Some(7)).unwrap(),
+        (n1, s1),
+        "a seed reproduces them"
+    );
+    assert_ne!(privpkt_privacy::run_keys(Some(8)).unwrap().0, n1);
+    let os = privpkt_privacy::run_keys(None).unwrap();
+    assert_ne!(os, privpkt_privacy::run_keys(None).unwrap(), "OS keys are fresh");
+}

@@ -126,13 +126,7 @@ pub fn run(a: FederateArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     bar.set_prefix("federate");
-    let say = |m: String| {
-        if bar.is_hidden() {
-            eprintln!("{m}");
-        } else {
-            bar.println(m);
-        }
-    };
+    let say = |m: String| crate::ui::say(&bar, m);
     let out = simulate(&ds, &cfg, &|e| match e {
         FedEvent::Partitioned(clients) => {
             for (i, c) in clients.iter().enumerate() {
@@ -180,10 +174,7 @@ pub fn run(a: FederateArgs) -> Result<()> {
             reference: None,
             y_range: None,
         };
-        let fmt = match p.extension().and_then(|e| e.to_str()) {
-            Some("svg") => ImageFormat::Svg,
-            _ => ImageFormat::Png,
-        };
+        let fmt = ImageFormat::of_path(p);
         render(p, fmt, (760, 480), &chart)?;
     }
     let last = out.rounds.last().map_or(f64::NAN, |r| r.test_macro_f1);

@@ -29,10 +29,7 @@ pub fn run(a: PlotArgs) -> Result<()> {
     let chart: LineChart =
         serde_json::from_str(&text).with_context(|| format!("{}: not a line-chart description", a.spec.display()))?;
     chart.check().with_context(|| a.spec.display().to_string())?;
-    let fmt = match a.out.extension().and_then(|e| e.to_str()) {
-        Some("svg") => ImageFormat::Svg,
-        _ => ImageFormat::Png,
-    };
+    let fmt = ImageFormat::of_path(&a.out);
     render(&a.out, fmt, (760, 480), &chart)?;
     println!("{}", a.out.display());
     Ok(())

@@ -10,6 +10,8 @@ use privpkt_dataset::Dataset;
 use privpkt_nn::{save_model, train, Arch, DpConfig, Optimizer, PrivacyUnit, Schedule, TrainConfig, TrainEvent};
 use privpkt_privacy::AccountantKind;
 
+use crate::ui::say;
+
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum OptArg {
     Adam,
@@ -211,16 +213,6 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
     cfg.dp = dp_config(a)?;
     cfg.validate()?;
     Ok(cfg)
-}
-
-/// A line above the progress bar, or on stderr when the bar is hidden (not a terminal), so
-/// logs of unattended runs keep the per-epoch summaries.
-fn say(bar: &ProgressBar, msg: impl AsRef<str>) {
-    if bar.is_hidden() {
-        eprintln!("{}", msg.as_ref());
-    } else {
-        bar.println(msg);
-    }
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {

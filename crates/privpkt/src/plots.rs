@@ -28,6 +28,14 @@ pub enum ImageFormat {
 }
 
 impl ImageFormat {
+    /// SVG for a `.svg` path, PNG otherwise.
+    pub fn of_path(path: &Path) -> ImageFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("svg") => ImageFormat::Svg,
+            _ => ImageFormat::Png,
+        }
+    }
+
     pub fn ext(self) -> &'static str {
         match self {
             ImageFormat::Png => "png",

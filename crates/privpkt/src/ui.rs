@@ -67,6 +67,16 @@ pub fn privacy_line(p: &serde_json::Value) -> String {
     )
 }
 
+/// A line above the progress bar, or on stderr when the bar is hidden (not a terminal), so
+/// logs of unattended runs keep the per-epoch summaries.
+pub fn say(bar: &ProgressBar, msg: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", msg.as_ref());
+    } else {
+        bar.println(msg);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

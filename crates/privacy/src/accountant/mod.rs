@@ -134,6 +134,15 @@ pub fn epsilon(accountant: AccountantKind, phases: &[Phase], delta: f64) -> Resu
     }
 }
 
+/// ε(δ) after `steps` steps of one phase (rate `q`, noise `sigma`); 0 before the first step,
+/// as a training run's per-epoch report needs.
+pub fn epsilon_after(accountant: AccountantKind, q: f64, sigma: f64, steps: u64, delta: f64) -> Result<f64> {
+    if steps == 0 {
+        return Ok(0.0);
+    }
+    epsilon(accountant, &[Phase::new(q, sigma, steps)?], delta)
+}
+
 /// What a model file records about its privacy: one accountant's view of one training phase.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacySummary {
