@@ -16,7 +16,7 @@ use std::time::Instant;
 use privpkt_dataset::partition::{partition, Group, PartitionError, Scheme};
 use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::modelfile::{HistorySummary, MODEL_FORMAT, MODEL_FORMAT_VERSION};
-use privpkt_nn::train::{evaluate, local_epochs};
+use privpkt_nn::train::{evaluate, local_dp_epochs, local_epochs, LocalDp};
 use privpkt_nn::{load_split, manifest_sha256, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
 use privpkt_privacy::{calibrate_sigma, epsilon_after, privacy_report, run_keys, AccountantKind, NoiseGenerator};
 use rand::seq::index::sample;
@@ -135,8 +135,12 @@ impl FedConfig {
         if !(self.prox_mu.is_finite() && self.prox_mu >= 0.0) {
             return bad(format!("FedProx μ must be ≥ 0, got {}", self.prox_mu));
         }
-        if self.train.dp.is_some() {
-            return bad("local DP-SGD in federations is not supported yet".into());
+        if self.train.dp.is_some() && self.prox_mu > 0.0 {
+            return bad(
+                "local DP-SGD with FedProx is not supported: the proximal term would bypass the clipped, \
+                        noised gradient step; use --prox-mu 0"
+                    .into(),
+            );
         }
         if let Some(dp) = &self.client_dp {
             if !(dp.clip.is_finite() && dp.clip > 0.0) {
@@ -198,6 +202,9 @@ pub struct RoundRecord {
     pub epsilon: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clipped: Option<usize>,
+    /// Local DP-SGD: the largest ε any organisation has spent so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_epsilon: Option<f64>,
 }
 
 /// Progress of [`simulate`].
@@ -381,6 +388,25 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
         Some(d) => Some(ClientDpRun::new(d, cfg)?),
         None => None,
     };
+    // Local DP-SGD: each organisation keeps its own units, σ and accountant over all rounds;
+    // σ is calibrated as if it trained in every round (the worst case for its budget).
+    let local: Option<Vec<std::sync::Mutex<LocalDp>>> = match &cfg.train.dp {
+        Some(d) => Some(
+            data.iter()
+                .enumerate()
+                .map(|(c, s)| {
+                    let own = TrainConfig {
+                        seed: derive(seed, &[4, c as u64]),
+                        ..cfg.train.clone()
+                    };
+                    LocalDp::new(d, &own, &net, s, cfg.rounds * cfg.local_epochs)
+                        .map(std::sync::Mutex::new)
+                        .map_err(|e| FedError::Config(format!("client {c}: {e}")))
+                })
+                .collect::<Result<_>>()?,
+        ),
+        None => None,
+    };
     let mut rounds = Vec::new();
     for r in 0..cfg.rounds {
         let t0 = Instant::now();
@@ -406,22 +432,40 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             clients: chosen.clone(),
         });
         let anchor = global.values.clone();
-        let updates: Vec<(usize, Vec<Vec<f32>>, usize, f64)> = chosen
+        let trained: Vec<Option<LocalUpdate>> = chosen
             .par_iter()
             .map(|&c| {
                 let mut p = global.clone();
-                let (loss, seen) = local_epochs(
-                    &net,
-                    &mut p,
-                    &data[c],
-                    &cfg.train,
-                    cfg.local_epochs,
-                    derive(seed, &[3, r as u64, c as u64]),
-                    (cfg.prox_mu > 0.0).then_some((anchor.as_slice(), cfg.prox_mu)),
-                );
-                (c, p.values, data[c].len(), loss * seen as f64 / cfg.local_epochs as f64)
+                let own_seed = derive(seed, &[3, r as u64, c as u64]);
+                let (loss, seen) = match &local {
+                    Some(l) => {
+                        let mut dp = l[c].lock().unwrap_or_else(|e| e.into_inner());
+                        if dp.exhausted() {
+                            // Its budget is spent: the organisation sits the round out.
+                            return Ok(None);
+                        }
+                        local_dp_epochs(&net, &mut p, &data[c], &cfg.train, cfg.local_epochs, own_seed, &mut dp)
+                            .map_err(|e| FedError::Config(format!("client {c}: {e}")))?
+                    }
+                    None => local_epochs(
+                        &net,
+                        &mut p,
+                        &data[c],
+                        &cfg.train,
+                        cfg.local_epochs,
+                        own_seed,
+                        (cfg.prox_mu > 0.0).then_some((anchor.as_slice(), cfg.prox_mu)),
+                    ),
+                };
+                Ok(Some((
+                    c,
+                    p.values,
+                    data[c].len(),
+                    loss * seen as f64 / cfg.local_epochs as f64,
+                )))
             })
-            .collect();
+            .collect::<Result<_>>()?;
+        let updates: Vec<LocalUpdate> = trained.into_iter().flatten().collect();
         let examples: usize = updates.iter().map(|u| u.2).sum();
         let loss = updates.iter().map(|u| u.3).sum::<f64>() / examples.max(1) as f64;
         let plain: Vec<(usize, Vec<Vec<f32>>, usize)> = updates.into_iter().map(|(c, w, n, _)| (c, w, n)).collect();
@@ -445,6 +489,10 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
                 None => None,
             },
             clipped,
+            local_epsilon: match &local {
+                Some(l) => Some(local_epsilon(l)?),
+                None => None,
+            },
         };
         progress(FedEvent::RoundEnd(rec.clone()));
         rounds.push(rec);
@@ -470,9 +518,15 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             stopped_early: false,
             epochs: Vec::new(),
         },
-        privacy: match &dp {
-            Some(d) => Some(d.summary(cfg.rounds as u64)?),
-            None => None,
+        privacy: match (&dp, &local) {
+            (Some(d), None) => Some(d.summary(cfg.rounds as u64)?),
+            (None, Some(l)) => Some(local_summary(l)?),
+            (Some(d), Some(l)) => {
+                let mut v = d.summary(cfg.rounds as u64)?;
+                v["local_dp"] = local_summary(l)?;
+                Some(v)
+            }
+            (None, None) => None,
         },
         federated: Some(serde_json::json!({
             "config": cfg,
@@ -486,6 +540,41 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
         rounds,
         clients: infos,
     })
+}
+
+/// A client's round: (client, new weights, its examples, summed local loss).
+type LocalUpdate = (usize, Vec<Vec<f32>>, usize, f64);
+
+fn local_epsilon(l: &[std::sync::Mutex<LocalDp>]) -> Result<f64> {
+    l.iter().try_fold(0f64, |m, d| {
+        let e = d
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .epsilon()
+            .map_err(FedError::from)?;
+        Ok(m.max(e))
+    })
+}
+
+/// Local DP-SGD's record: the organisation that spent the most stands for the run (its
+/// fields in the top level), every organisation's own record under `per_client`.
+fn local_summary(l: &[std::sync::Mutex<LocalDp>]) -> Result<serde_json::Value> {
+    let all: Vec<serde_json::Value> = l
+        .iter()
+        .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).summary())
+        .collect::<std::result::Result<_, _>>()?;
+    let worst = all
+        .iter()
+        .max_by(|a, b| {
+            let e = |v: &serde_json::Value| v["epsilon"].as_f64().unwrap_or(f64::INFINITY);
+            e(a).total_cmp(&e(b))
+        })
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let mut v = worst;
+    v["mechanism"] = "DP-SGD in each organisation (the one that spent most shown)".into();
+    v["per_client"] = all.into();
+    Ok(v)
 }
 
 fn privacy_err(e: privpkt_privacy::PrivacyError) -> FedError {

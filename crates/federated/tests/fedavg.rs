@@ -199,3 +199,54 @@ fn client_level_dp_spends_its_budget_per_round() {
     let err = simulate(&ds, &tight, &|_| {}).unwrap_err().to_string();
     assert!(err.contains("spends ε"), "{err}");
 }
+
+#[test]
+fn local_dp_sgd_keeps_one_accountant_per_organisation() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = write_dataset(&d.path().join("ds"), Kind::FlowPicDense(16), 4, 400, 3);
+    let mut c = cfg(3, Scheme::Iid);
+    c.rounds = 3;
+    c.local_epochs = 1;
+    c.train.batch_size = 8;
+    let mut dp = privpkt_nn::DpConfig::new(4.0);
+    dp.seeded = true;
+    c.train.dp = Some(dp);
+    let out = simulate(&ds, &c, &|_| {}).unwrap();
+    let eps: Vec<f64> = out.rounds.iter().map(|r| r.local_epsilon.unwrap()).collect();
+    assert!(eps.windows(2).all(|w| w[0] < w[1]), "ε grows round by round: {eps:?}");
+    // Every organisation trained in every round, as σ's calibration assumed: the budget is spent.
+    assert!(
+        *eps.last().unwrap() <= 4.0 + 1e-9 && *eps.last().unwrap() > 3.8,
+        "{eps:?}"
+    );
+    let p = out.model.meta().privacy.clone().unwrap();
+    assert_eq!(p["unit"], "flow");
+    let per = p["per_client"].as_array().unwrap();
+    assert_eq!(per.len(), 3);
+    for (i, v) in per.iter().enumerate() {
+        let e = v["epsilon"].as_f64().unwrap();
+        assert!(e > 0.0 && e <= 4.0 + 1e-9, "client {i}: ε {e}");
+        // Each organisation's q is its own batch over its own flows.
+        assert_eq!(v["units"].as_u64().unwrap() as usize, out.clients[i].flows);
+    }
+    let again = simulate(&ds, &c, &|_| {}).unwrap();
+    assert_eq!(out.model.params(), again.model.params(), "seeded: reproducible");
+
+    // A σ too small for the budget: organisations stop once it is spent and sit out the rest.
+    let mut short = c.clone();
+    short.rounds = 4;
+    let dp = short.train.dp.as_mut().unwrap();
+    dp.sigma = Some(1.3);
+    let out = simulate(&ds, &short, &|_| {}).unwrap();
+    assert!(
+        out.rounds.iter().all(|r| r.local_epsilon.unwrap() <= 4.0 + 1e-9),
+        "{:?}",
+        out.rounds
+    );
+    assert_eq!(out.rounds.last().unwrap().examples, 0, "budget spent: {:?}", out.rounds);
+
+    // FedProx's proximal step would bypass the noise: refused.
+    let mut prox = c.clone();
+    prox.prox_mu = 0.1;
+    assert!(matches!(simulate(&ds, &prox, &|_| {}), Err(FedError::Config(m)) if m.contains("FedProx")));
+}

@@ -370,6 +370,94 @@ pub fn local_epochs(
     (loss_sum / seen.max(1) as f64, seen)
 }
 
+/// A federated client's DP-SGD state, kept across rounds: its own units, σ, step budget and
+/// accountant, so each organisation's ε covers every round it trained in.
+pub struct LocalDp {
+    run: DpRun,
+    /// DP-SGD steps taken so far (over all rounds).
+    pub steps: u64,
+}
+
+impl LocalDp {
+    /// DP-SGD over `samples` planned for `planned_epochs` local epochs in all: σ is calibrated
+    /// so that many epochs spend `dp.epsilon` (or `dp.sigma` is used, and training stops at the
+    /// budget). `cfg.seed` keys noise and sampling when `dp.seeded`.
+    pub fn new(
+        dp: &DpConfig,
+        cfg: &TrainConfig,
+        net: &Network,
+        samples: &Samples,
+        planned_epochs: usize,
+    ) -> Result<LocalDp> {
+        let plan = TrainConfig {
+            epochs: planned_epochs.max(1),
+            ..cfg.clone()
+        };
+        let run = DpRun::new(dp, &plan, net, samples, &mut None, false, &|_| {})?;
+        Ok(LocalDp { run, steps: 0 })
+    }
+
+    /// ε spent so far.
+    pub fn epsilon(&self) -> Result<f64> {
+        self.run.epsilon(self.steps)
+    }
+
+    /// The noise multiplier in use.
+    pub fn sigma(&self) -> f64 {
+        self.run.sigma
+    }
+
+    /// No step of the budget is left.
+    pub fn exhausted(&self) -> bool {
+        self.steps >= self.run.max_steps
+    }
+
+    /// The privacy record of the steps so far (as in a model file).
+    pub fn summary(&self) -> Result<serde_json::Value> {
+        self.run.summary(self.steps)
+    }
+}
+
+/// [`local_epochs`] with DP-SGD: `epochs` epochs of Poisson-sampled, clipped, noised steps on
+/// `samples` (the data `dp` was made for), stopping early when its budget is spent. Returns
+/// the mean training loss and the number of samples used.
+pub fn local_dp_epochs(
+    net: &Network,
+    params: &mut Params,
+    samples: &Samples,
+    cfg: &TrainConfig,
+    epochs: usize,
+    seed: u64,
+    dp: &mut LocalDp,
+) -> Result<(f64, usize)> {
+    let mut opt = OptimState::new(cfg.optimizer, params);
+    let raw = samples.raw();
+    let (mut loss_sum, mut seen) = (0.0, 0usize);
+    'epochs: for e in 0..epochs {
+        for b in 0..dp.run.steps_per_epoch {
+            if dp.exhausted() {
+                break 'epochs;
+            }
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[STREAM_DROPOUT, e as u64, b]));
+            let (s, size) = dp.run.step(
+                net,
+                params,
+                &mut opt,
+                dp.steps,
+                &raw,
+                samples,
+                cfg.lr,
+                cfg.weight_decay,
+                &mut rng,
+            )?;
+            dp.steps += 1;
+            loss_sum += s.loss * size as f64;
+            seen += size;
+        }
+    }
+    Ok((loss_sum / seen.max(1) as f64, seen))
+}
+
 fn scalar(d: TensorData) -> f64 {
     d.as_slice::<f32>()
         .ok()

@@ -8,8 +8,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::partition::Scheme;
 use privpkt_dataset::Dataset;
 use privpkt_federated::{simulate, Aggregation, ClientDp, FedConfig, FedEvent};
-use privpkt_nn::{save_model, Arch, TrainConfig};
+use privpkt_nn::{save_model, Arch, Optimizer, TrainConfig};
 
+use crate::cmd_train::OptArg;
+use crate::dpargs::DpArgs;
 use crate::plots::{render, ImageFormat, LineChart, Series};
 
 #[derive(Args, Debug, Clone)]
@@ -20,7 +22,9 @@ round a seeded --fraction of the clients trains the global model for --local-epo
 parallel; the server combines the weights (FedAvg: mean weighted by examples; or a robust median / trimmed mean) \
 and evaluates the global model on the test split.\n\nExamples:\n  privpkt federate ds --out global.safetensors \
 --clients 10 --partition dirichlet:0.5 --rounds 20\n  privpkt federate ds --out g.safetensors --clients 3 \
---partition by-capture --prox-mu 0.01 --plot rounds.png"
+--partition by-capture --prox-mu 0.01 --plot rounds.png\n  privpkt federate ds --out g.safetensors --clients 3 \
+--dp --epsilon 8            # DP-SGD inside each organisation (flow-level)\n  privpkt federate ds --out g.safetensors \
+--clients 10 --fraction 0.3 --client-epsilon 8   # DP-FedAvg (client-level)"
 )]
 pub struct FederateArgs {
     /// Dataset directory (from `privpkt prepare`).
@@ -49,6 +53,12 @@ pub struct FederateArgs {
     /// Architecture (default by the dataset's representation, as for `train`).
     #[arg(long)]
     pub arch: Option<Arch>,
+    /// Local optimizer (fresh in every round, as in FedAvg).
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptArg,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 64)]
@@ -74,15 +84,19 @@ pub struct FederateArgs {
     pub client_clip: Option<f64>,
     /// Client-level DP: δ [default: 1e-5].
     #[arg(long, help_heading = "Client-level differential privacy")]
-    pub delta: Option<f64>,
+    pub client_delta: Option<f64>,
+    /// Local DP-SGD inside every organisation (each keeps its own accountant; ε is per
+    /// organisation over all rounds, σ calibrated as if it trained in every round).
+    #[command(flatten)]
+    pub dp: DpArgs,
 }
 
 /// Client-level DP settings; DP options without a budget or σ are refused, never ignored.
 fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
     if a.client_epsilon.is_none() && a.client_sigma.is_none() {
-        if a.client_clip.is_some() || a.delta.is_some() {
+        if a.client_clip.is_some() || a.client_delta.is_some() {
             anyhow::bail!(
-                "--client-clip/--delta are client-level DP settings: add --client-epsilon or --client-sigma \
+                "--client-clip/--client-delta are client-level DP settings: add --client-epsilon or --client-sigma \
                  (refusing to run without privacy)"
             );
         }
@@ -92,7 +106,7 @@ fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
         clip: a.client_clip.unwrap_or(1.0),
         sigma: a.client_sigma,
         epsilon: a.client_epsilon,
-        delta: a.delta.unwrap_or(1e-5),
+        delta: a.client_delta.unwrap_or(1e-5),
         seeded: a.seed.is_some(),
     }))
 }
@@ -110,8 +124,15 @@ pub fn run(a: FederateArgs) -> Result<()> {
         aggregation: a.aggregation.parse::<Aggregation>()?,
         train: TrainConfig {
             lr: a.lr,
+            optimizer: match a.optimizer {
+                OptArg::Adam => Optimizer::Adam,
+                OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
+            },
             batch_size: a.batch_size,
             seed: a.seed.unwrap_or(42),
+            dp: a.dp.config(a.seed.is_some())?,
+            // Local rounds train end to end; the SAE's greedy pre-training has no federated form here.
+            sae_pretrain_epochs: 0,
             ..TrainConfig::new(arch)
         },
         client_dp: client_dp(&a)?,
@@ -139,8 +160,15 @@ pub fn run(a: FederateArgs) -> Result<()> {
         FedEvent::RoundStart { round, clients, .. } => bar.set_message(format!("round {round}: clients {clients:?}")),
         FedEvent::RoundEnd(r) => {
             bar.inc(1);
+            let mut eps = String::new();
+            if let Some(e) = r.local_epsilon {
+                eps += &format!("; local ε ≤ {e:.3}");
+            }
+            if let Some(e) = r.epsilon {
+                eps += &format!("; client-level ε {e:.3}");
+            }
             say(format!(
-                "round {}: {} examples, local loss {:.4}; global test macro-F1 {:.4}, accuracy {:.3} ({:.1} s)",
+                "round {}: {} examples, local loss {:.4}; global test macro-F1 {:.4}, accuracy {:.3} ({:.1} s){eps}",
                 r.round, r.examples, r.train_loss, r.test_macro_f1, r.test_accuracy, r.seconds
             ));
         }
@@ -197,6 +225,9 @@ pub fn run(a: FederateArgs) -> Result<()> {
             cfg.clients,
             a.out.display()
         );
+        if let Some(p) = &out.model.meta().privacy {
+            println!("{}", crate::ui::privacy_line(p));
+        }
     }
     Ok(())
 }

@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::Dataset;
-use privpkt_nn::{save_model, train, Arch, DpConfig, Optimizer, PrivacyUnit, Schedule, TrainConfig, TrainEvent};
-use privpkt_privacy::AccountantKind;
+use privpkt_nn::{save_model, train, Arch, Optimizer, Schedule, TrainConfig, TrainEvent};
 
+use crate::dpargs::DpArgs;
 use crate::ui::say;
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -23,22 +23,6 @@ pub enum ScheduleArg {
     Constant,
     Cosine,
     Step,
-}
-
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
-pub enum UnitArg {
-    /// One sample (a packet vector or one FlowPic image).
-    Packet,
-    /// All samples of a flow.
-    Flow,
-    /// All samples of a capture file.
-    Capture,
-}
-
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
-pub enum AccountantArg {
-    Rdp,
-    Prv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -112,75 +96,8 @@ pub struct TrainArgs {
     /// Print a JSON summary on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
-    /// Train with DP-SGD (needs --epsilon or --sigma).
-    #[arg(long, help_heading = "Differential privacy")]
-    pub dp: bool,
-    /// Privacy budget ε at --delta.
-    #[arg(long, help_heading = "Differential privacy")]
-    pub epsilon: Option<f64>,
-    #[arg(long, help_heading = "Differential privacy")]
-    pub delta: Option<f64>,
-    /// Noise multiplier σ (instead of calibrating it to --epsilon).
-    #[arg(long, help_heading = "Differential privacy")]
-    pub sigma: Option<f64>,
-    /// Clipping norm C of each unit's summed gradient [default: 1].
-    #[arg(long, help_heading = "Differential privacy")]
-    pub clip: Option<f64>,
-    /// Whose privacy ε is about [default: flow].
-    #[arg(long, value_enum, help_heading = "Differential privacy")]
-    pub privacy_unit: Option<UnitArg>,
-    /// At most this many samples of a sampled unit per step [default: 8].
-    #[arg(long, help_heading = "Differential privacy")]
-    pub unit_cap: Option<usize>,
-    /// Accountant of the printed and recorded ε [default: rdp].
-    #[arg(long, value_enum, help_heading = "Differential privacy")]
-    pub accountant: Option<AccountantArg>,
-}
-
-/// The DP settings of the arguments; any of them without --dp is refused, so a typo never
-/// turns into a silent non-private run.
-fn dp_config(a: &TrainArgs) -> Result<Option<DpConfig>> {
-    let given = [
-        ("--epsilon", a.epsilon.is_some()),
-        ("--delta", a.delta.is_some()),
-        ("--sigma", a.sigma.is_some()),
-        ("--clip", a.clip.is_some()),
-        ("--privacy-unit", a.privacy_unit.is_some()),
-        ("--unit-cap", a.unit_cap.is_some()),
-        ("--accountant", a.accountant.is_some()),
-    ];
-    if !a.dp {
-        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
-            bail!("{flag} is a DP-SGD setting: add --dp to train privately (refusing to train without privacy)");
-        }
-        return Ok(None);
-    }
-    if a.epsilon.is_none() && a.sigma.is_none() {
-        bail!("--dp needs a budget --epsilon (σ is then calibrated) or a noise multiplier --sigma");
-    }
-    let mut dp = DpConfig::new(a.epsilon.unwrap_or(1.0));
-    dp.epsilon = a.epsilon;
-    dp.sigma = a.sigma;
-    if let Some(d) = a.delta {
-        dp.delta = d;
-    }
-    if let Some(c) = a.clip {
-        dp.clip = c;
-    }
-    dp.unit = match a.privacy_unit {
-        None | Some(UnitArg::Flow) => PrivacyUnit::Flow,
-        Some(UnitArg::Packet) => PrivacyUnit::Packet,
-        Some(UnitArg::Capture) => PrivacyUnit::Capture,
-    };
-    if let Some(c) = a.unit_cap {
-        dp.unit_cap = c;
-    }
-    dp.accountant = match a.accountant {
-        None | Some(AccountantArg::Rdp) => AccountantKind::Rdp,
-        Some(AccountantArg::Prv) => AccountantKind::Prv,
-    };
-    dp.seeded = a.seed.is_some();
-    Ok(Some(dp))
+    #[command(flatten)]
+    pub dp: DpArgs,
 }
 
 pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
@@ -210,7 +127,7 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
     cfg.seed = a.seed.unwrap_or(42);
     cfg.sae_pretrain_epochs = a.pretrain_epochs;
     cfg.max_train_samples = a.max_train_samples;
-    cfg.dp = dp_config(a)?;
+    cfg.dp = a.dp.config(a.seed.is_some())?;
     cfg.validate()?;
     Ok(cfg)
 }

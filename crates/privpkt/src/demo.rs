@@ -165,14 +165,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 work_dir: None,
                 resume: false,
                 json: true,
-                dp: false,
-                epsilon: None,
-                delta: None,
-                sigma: None,
-                clip: None,
-                privacy_unit: None,
-                unit_cap: None,
-                accountant: None,
+                dp: Default::default(),
             };
             let ds = Dataset::open(&ds_dir)?;
             let cfg = cmd_train::config(&ta, &ds)?;

@@ -14,6 +14,7 @@ mod cmd_privacy;
 mod cmd_synth;
 mod cmd_train;
 mod demo;
+mod dpargs;
 mod plots;
 mod ui;
 
