@@ -160,59 +160,83 @@ pub struct NpyInfo {
     pub data_offset: u64,
 }
 
-/// Parse the header of an `.npy` file, checking it against the file size.
-pub fn read_info(path: &Path) -> Result<NpyInfo, String> {
-    let err = |m: String| format!("{}: {m}", path.display());
-    let mut f = File::open(path).map_err(|e| err(e.to_string()))?;
-    let mut pre = [0u8; 10];
-    f.read_exact(&mut pre)
-        .map_err(|_| err("too short for an .npy header".into()))?;
+/// Length of the header after the fixed preamble, and the preamble's own length (10 bytes in
+/// format 1.0, 12 in 2.0/3.0), from the first 10 bytes and, for 2.0/3.0, two more.
+fn preamble(pre: &[u8]) -> Result<(usize, usize), String> {
+    if pre.len() < 10 {
+        return Err("too short for an .npy header".into());
+    }
     if &pre[..6] != b"\x93NUMPY" {
-        return Err(err("not an .npy file (bad magic)".into()));
+        return Err("not an .npy file (bad magic)".into());
     }
     let (hlen, pre_len) = match pre[6] {
         1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
-        2 | 3 => {
-            let mut more = [0u8; 2];
-            f.read_exact(&mut more).map_err(|_| err("truncated header".into()))?;
-            (u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize, 12)
-        }
-        v => return Err(err(format!("unsupported .npy version {v}"))),
+        2 | 3 if pre.len() >= 12 => (u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as usize, 12),
+        2 | 3 => return Err("truncated header".into()),
+        v => return Err(format!("unsupported .npy version {v}")),
     };
     if hlen > 1 << 20 {
-        return Err(err("header length implausible".into()));
+        return Err("header length implausible".into());
     }
-    let mut h = vec![0u8; hlen];
-    f.read_exact(&mut h).map_err(|_| err("truncated header".into()))?;
-    let h = String::from_utf8_lossy(&h);
+    Ok((hlen, pre_len))
+}
+
+/// dtype and shape from the header dictionary.
+fn parse_dict(h: &str) -> Result<(Dtype, Vec<u64>), String> {
     let field = |name: &str| -> Option<String> {
         let i = h.find(&format!("'{name}':"))? + name.len() + 3;
         Some(h[i..].trim_start().to_string())
     };
-    let descr = field("descr").ok_or_else(|| err("header has no descr".into()))?;
+    let descr = field("descr").ok_or("header has no descr")?;
     let descr = descr
         .trim_start_matches('\'')
         .split('\'')
         .next()
         .unwrap_or("")
         .to_string();
-    let dtype = Dtype::from_descr(&descr).ok_or_else(|| err(format!("unsupported dtype {descr}")))?;
+    let dtype = Dtype::from_descr(&descr).ok_or_else(|| format!("unsupported dtype {descr}"))?;
     if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err(err("Fortran-ordered arrays are not supported".into()));
+        return Err("Fortran-ordered arrays are not supported".into());
     }
-    let shape_s = field("shape").ok_or_else(|| err("header has no shape".into()))?;
+    let shape_s = field("shape").ok_or("header has no shape")?;
     let inner = shape_s
         .strip_prefix('(')
         .and_then(|s| s.split(')').next())
-        .ok_or_else(|| err("bad shape".into()))?;
+        .ok_or("bad shape")?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u64>().map_err(|_| err(format!("bad shape entry `{s}`"))))
+        .map(|s| s.parse::<u64>().map_err(|_| format!("bad shape entry `{s}`")))
         .collect::<Result<Vec<_>, _>>()?;
+    Ok((dtype, shape))
+}
+
+/// Data bytes the header promises; an overflowing shape is an error, not a wrap-around.
+fn data_len(dtype: Dtype, shape: &[u64]) -> Result<u64, String> {
+    shape
+        .iter()
+        .try_fold(dtype.size() as u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large"))
+}
+
+/// Parse the header of an `.npy` file, checking it against the file size.
+pub fn read_info(path: &Path) -> Result<NpyInfo, String> {
+    let err = |m: String| format!("{}: {m}", path.display());
+    let mut f = File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut pre = [0u8; 12];
+    f.read_exact(&mut pre[..10])
+        .map_err(|_| err("too short for an .npy header".into()))?;
+    if matches!(pre[6], 2 | 3) {
+        f.read_exact(&mut pre[10..])
+            .map_err(|_| err("truncated header".into()))?;
+    }
+    let (hlen, pre_len) = preamble(&pre).map_err(err)?;
+    let mut h = vec![0u8; hlen];
+    f.read_exact(&mut h).map_err(|_| err("truncated header".into()))?;
+    let (dtype, shape) = parse_dict(&String::from_utf8_lossy(&h)).map_err(err)?;
     let data_offset = (pre_len + hlen) as u64;
-    let need = shape.iter().product::<u64>() * dtype.size() as u64;
+    let need = data_len(dtype, &shape).map_err(err)?;
     let len = f.metadata().map_err(|e| err(e.to_string()))?.len();
     if len < data_offset + need {
         return Err(err(format!(
@@ -225,6 +249,72 @@ pub fn read_info(path: &Path) -> Result<NpyInfo, String> {
         shape,
         data_offset,
     })
+}
+
+/// A whole `.npy` file in memory, byte for byte what `np.save(..., allow_pickle=False)` writes
+/// (format 1.0, the header padded with numpy's growth room and aligned to 64 bytes), so that
+/// peers exchanging arrays by content hash (Flower) see identical bytes for identical arrays.
+/// `data` holds the raw little-endian values.
+pub fn to_bytes(dtype: Dtype, shape: &[u64], data: &[u8]) -> Result<Vec<u8>, String> {
+    let need = data_len(dtype, shape)?;
+    if need != data.len() as u64 {
+        return Err(format!(
+            "shape {shape:?} of {} needs {need} bytes, got {}",
+            dtype.descr(),
+            data.len()
+        ));
+    }
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_s = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_s}, }}",
+        dtype.descr()
+    );
+    // numpy leaves room for the first axis to grow to 21 digits (GROWTH_AXIS_MAX_DIGITS).
+    if let Some(first) = dims.first() {
+        dict.push_str(&" ".repeat(21usize.saturating_sub(first.len())));
+    }
+    let total = (10 + dict.len() + 1).div_ceil(64) * 64;
+    if total - 10 > u16::MAX as usize {
+        return Err(format!("shape {shape:?} needs a header too long for .npy format 1.0"));
+    }
+    let mut out = Vec::with_capacity(total + data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// Parse a whole `.npy` file held in memory: its header and its data bytes (exactly as many
+/// as the shape needs; trailing bytes are an error).
+pub fn parse_bytes(bytes: &[u8]) -> Result<(NpyInfo, &[u8]), String> {
+    let (hlen, pre_len) = preamble(bytes)?;
+    let data_offset = pre_len + hlen;
+    let h = bytes.get(pre_len..data_offset).ok_or("truncated header")?;
+    let (dtype, shape) = parse_dict(&String::from_utf8_lossy(h))?;
+    let need = data_len(dtype, &shape)?;
+    let data = &bytes[data_offset..];
+    if data.len() as u64 != need {
+        return Err(format!(
+            "header promises {need} data bytes (shape {shape:?}, {}), the array holds {}",
+            dtype.descr(),
+            data.len()
+        ));
+    }
+    Ok((
+        NpyInfo {
+            dtype,
+            shape,
+            data_offset: data_offset as u64,
+        },
+        data,
+    ))
 }
 
 /// Read a whole `.npy` file's data bytes (checked against `dtype`).
@@ -281,6 +371,47 @@ mod tests {
         assert_eq!(info.shape, vec![3]);
         assert_eq!(u64::from_le_bytes(data[16..24].try_into().unwrap()), 300);
         assert!(read_bytes(&p, Dtype::U8).is_err());
+    }
+
+    #[test]
+    fn in_memory_bytes_match_numpy_and_round_trip() {
+        let vals = [1.5f32, -2.0, 0.25, 8.0, 0.0, -0.5];
+        let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b = to_bytes(Dtype::F32, &[2, 3], &data).unwrap();
+        // np.save(f, np.zeros((2, 3), "<f4")) writes exactly this 128-byte header.
+        let want = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+        assert_eq!(&b[..10], b"\x93NUMPY\x01\x00\x76\x00");
+        assert_eq!(&b[10..10 + want.len()], want.as_bytes());
+        assert_eq!(b.len(), 128 + 24);
+        assert_eq!(b[127], b'\n');
+        assert!(b[10 + want.len()..127].iter().all(|&c| c == b' '));
+        let (info, back) = parse_bytes(&b).unwrap();
+        assert_eq!(
+            (info.dtype, info.shape.clone(), info.data_offset),
+            (Dtype::F32, vec![2, 3], 128)
+        );
+        assert_eq!(back, &data[..]);
+        let one = to_bytes(Dtype::F32, &[1], &data[..4]).unwrap();
+        assert!(String::from_utf8_lossy(&one).contains("'shape': (1,), }"));
+        assert_eq!(one.len() % 64, 4);
+        let scalar = to_bytes(Dtype::F32, &[], &data[..4]).unwrap();
+        assert_eq!(parse_bytes(&scalar).unwrap().0.shape, Vec::<u64>::new());
+    }
+
+    #[test]
+    fn in_memory_errors_are_named() {
+        assert!(to_bytes(Dtype::F32, &[2, 2], &[0u8; 12])
+            .unwrap_err()
+            .contains("needs 16 bytes"));
+        let b = to_bytes(Dtype::F32, &[2], &[0u8; 8]).unwrap();
+        assert!(parse_bytes(&b[..b.len() - 1]).unwrap_err().contains("promises 8"));
+        assert!(parse_bytes(&b[..20]).unwrap_err().contains("truncated"));
+        assert!(parse_bytes(b"NUMPY.......").unwrap_err().contains("bad magic"));
+        let mut f8 = b.clone();
+        let at = f8.windows(3).position(|w| w == b"<f4").unwrap();
+        f8[at + 2] = b'8';
+        assert!(parse_bytes(&f8).unwrap_err().contains("unsupported dtype <f8"));
+        assert!(data_len(Dtype::F32, &[u64::MAX, 2]).unwrap_err().contains("too large"));
     }
 
     #[test]

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use privpkt_dataset::partition::{partition, Group, PartitionError, Scheme};
 use privpkt_dataset::{Dataset, Split};
-use privpkt_nn::modelfile::{HistorySummary, MODEL_FORMAT, MODEL_FORMAT_VERSION};
+use privpkt_nn::modelfile::HistorySummary;
 use privpkt_nn::train::{evaluate, local_dp_epochs, local_epochs, LocalDp};
-use privpkt_nn::{load_split, manifest_sha256, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
+use privpkt_nn::{load_split, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
 use privpkt_privacy::{calibrate_sigma, epsilon_after, privacy_report, run_keys, AccountantKind, NoiseGenerator};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -499,18 +499,6 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
     }
 
     let meta = ModelMeta {
-        format: MODEL_FORMAT.into(),
-        format_version: MODEL_FORMAT_VERSION,
-        privpkt_version: env!("CARGO_PKG_VERSION").into(),
-        arch: cfg.train.arch,
-        input,
-        scaling: input.scaling(),
-        classes: ds.manifest.classes.clone(),
-        params: net.param_count() as u64,
-        train: cfg.train.clone(),
-        seed,
-        extract: ds.manifest.extract,
-        dataset_manifest_sha256: manifest_sha256(ds)?,
         history: HistorySummary {
             epochs_run: cfg.rounds * cfg.local_epochs,
             best_epoch: cfg.rounds * cfg.local_epochs,
@@ -534,6 +522,7 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             "rounds": rounds,
             "note": "the global model after the last round; per-round scores are on the test split",
         })),
+        ..ModelMeta::for_dataset(ds, &net, &cfg.train)?
     };
     Ok(FedOutcome {
         model: Model::new(meta, global)?,

@@ -572,19 +572,54 @@ impl DpRun {
         weight_decay: f64,
         dropout: &mut ChaCha8Rng,
     ) -> Result<(StepStats, usize)> {
+        self.step_with(net, params, opt, t, raw, train, lr, weight_decay, dropout, None)
+    }
+
+    /// [`DpRun::step`] with an audit's gradient canaries: they join the clipped sum before the
+    /// noise and read the noisy sum after it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with(
+        &self,
+        net: &Network,
+        params: &mut Params,
+        opt: &mut crate::optim::OptimState,
+        t: u64,
+        raw: &crate::data::RawBatch<'_>,
+        train: &Samples,
+        lr: f64,
+        weight_decay: f64,
+        dropout: &mut ChaCha8Rng,
+        mut canaries: Option<&mut Canaries>,
+    ) -> Result<(StepStats, usize)> {
+        let broken = canaries.as_ref().and_then(|c| c.broken);
+        // Broken clipping (audit validation only): every factor is 1.
+        let clip = match broken {
+            Some(BrokenDp::Clipping) => f64::MAX,
+            _ => self.cfg.clip,
+        };
         let mut rng = ChaCha20Rng::from_seed(self.sample_key);
         rng.set_stream(t);
         let b = poisson_batch(&self.units, self.q, self.cfg.unit_cap, &mut rng);
         let x = raw.batch(&b.samples, net.input.features());
         let y: Vec<u32> = b.samples.iter().map(|&i| train.labels[i]).collect();
-        let mut cg = clipped_gradients(net, params, x, &y, &b.offsets, self.cfg.clip, Some(dropout))?;
+        let mut cg = clipped_gradients(net, params, x, &y, &b.offsets, clip, Some(dropout))?;
+        if let Some(c) = canaries.as_deref_mut() {
+            c.inject(t, self.q, clip, &mut cg.sum)?;
+        }
         let mut noise = NoiseGenerator::from_seed(self.noise_key);
         noise.set_next_stream(t * self.streams_per_step);
         let std = (self.sigma * self.cfg.clip) as f32;
+        if broken != Some(BrokenDp::Noise) {
+            for g in &mut cg.sum {
+                noise.add_noise(g, std).map_err(privacy_err)?;
+            }
+        }
+        if let Some(c) = canaries {
+            c.observe(&cg.sum);
+        }
         // Divide by the *expected* number of units: the actual count would leak it.
         let scale = (1.0 / (self.q * self.units.len() as f64)) as f32;
         for g in &mut cg.sum {
-            noise.add_noise(g, std).map_err(privacy_err)?;
             g.iter_mut().for_each(|v| *v *= scale);
         }
         let g: Vec<&[f32]> = cg.sum.iter().map(Vec::as_slice).collect();
@@ -636,3 +671,149 @@ impl DpRun {
 
 /// Seed stream of the DP keys when the run is seeded.
 const STREAM_DP: u64 = 5;
+
+/// DP-SGD broken on purpose, only to check that a privacy audit notices: reachable through
+/// [`Canaries::break_dp`] (`privpkt audit --break`), never through a training configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokenDp {
+    /// No Gaussian noise: the accountant's ε is void.
+    Noise,
+    /// No clipping (real units and canaries): the noise no longer covers a unit's influence.
+    Clipping,
+}
+
+impl BrokenDp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokenDp::Noise => "noise",
+            BrokenDp::Clipping => "clipping",
+        }
+    }
+}
+
+/// Gradient ("Dirac") canaries of a one-run privacy audit (Steinke, Nasr & Jagielski 2023).
+///
+/// Canary i is an extra privacy unit whose gradient is `norm` times the basis vector of
+/// coordinate `coords[i]` of the flat parameter vector. An included canary joins every step
+/// with the run's sampling rate q (Poisson, like a real unit), is clipped by the same
+/// [`clip_factors`] and added to the clipped sum before the noise. After the noise every canary,
+/// included or not, adds the noisy sum at its coordinate to its score: the score is computed
+/// from what the mechanism releases, so the accountant's (ε, δ) bounds what it can reveal.
+#[derive(Debug, Clone)]
+pub struct Canaries {
+    coords: Vec<usize>,
+    included: Vec<bool>,
+    norm: f64,
+    seed: u64,
+    broken: Option<BrokenDp>,
+    scores: Vec<f64>,
+    steps: u64,
+}
+
+impl Canaries {
+    /// Canaries at distinct `coords`, `included[i]` saying whether canary i is a training unit;
+    /// `seed` drives their per-step sampling.
+    pub fn new(coords: Vec<usize>, included: Vec<bool>, norm: f64, seed: u64) -> Result<Canaries> {
+        let bad = |m: String| Err(NnError::Config(format!("audit canaries: {m}")));
+        if coords.is_empty() || coords.len() != included.len() {
+            return bad(format!(
+                "{} coordinates for {} inclusion flags",
+                coords.len(),
+                included.len()
+            ));
+        }
+        if !(norm.is_finite() && norm > 0.0) {
+            return bad(format!("the canary gradient norm must be > 0, got {norm}"));
+        }
+        let mut sorted = coords.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return bad("two canaries share a coordinate".into());
+        }
+        Ok(Canaries {
+            scores: vec![0.0; coords.len()],
+            coords,
+            included,
+            norm,
+            seed,
+            broken: None,
+            steps: 0,
+        })
+    }
+
+    /// Break DP-SGD on purpose for this run (to validate an audit): its ε no longer holds.
+    pub fn break_dp(mut self, how: BrokenDp) -> Canaries {
+        self.broken = Some(how);
+        self
+    }
+
+    pub fn broken(&self) -> Option<BrokenDp> {
+        self.broken
+    }
+
+    pub fn included(&self) -> &[bool] {
+        &self.included
+    }
+
+    /// Each canary's score: the noisy gradient sums at its coordinate, summed over the steps.
+    pub fn scores(&self) -> &[f64] {
+        &self.scores
+    }
+
+    /// Steps the canaries took part in.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The flat coordinate of every canary must lie in a model of `params` parameters.
+    pub fn check_fits(&self, params: usize) -> Result<()> {
+        match self.coords.iter().max() {
+            Some(&c) if c >= params => Err(NnError::Config(format!(
+                "audit canaries: coordinate {c} lies outside the model's {params} parameters"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds the sampled included canaries' clipped gradients to `sum` (step `t`).
+    fn inject(&mut self, t: u64, q: f64, clip: f64, sum: &mut [Vec<f32>]) -> Result<()> {
+        let factor = clip_factors(&[self.norm * self.norm], clip).map_err(privacy_err)?[0];
+        let g = (self.norm * factor) as f32;
+        let mut rng = ChaCha8Rng::seed_from_u64(crate::train::derive_seed(self.seed, &[t]));
+        let at = locate(sum);
+        for (i, &c) in self.coords.iter().enumerate() {
+            // One draw per canary, included or not, so inclusion does not shift the others'.
+            let sampled = rng.random::<f64>() < q;
+            if self.included[i] && sampled {
+                let (p, o) = at(c);
+                sum[p][o] += g;
+            }
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Adds the noisy sum at each canary's coordinate to its score.
+    fn observe(&mut self, sum: &[Vec<f32>]) {
+        let at = locate(sum);
+        for (s, &c) in self.scores.iter_mut().zip(&self.coords) {
+            let (p, o) = at(c);
+            *s += f64::from(sum[p][o]);
+        }
+    }
+}
+
+/// Flat coordinate → (tensor, offset) of a parameter list.
+fn locate(values: &[Vec<f32>]) -> impl Fn(usize) -> (usize, usize) {
+    let mut starts = Vec::with_capacity(values.len());
+    let mut acc = 0;
+    for v in values {
+        starts.push(acc);
+        acc += v.len();
+    }
+    move |c| {
+        let p = starts.partition_point(|&s| s <= c) - 1;
+        (p, c - starts[p])
+    }
+}

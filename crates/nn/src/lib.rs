@@ -28,7 +28,9 @@ pub use modelfile::{
     check_compatible, load_model, manifest_sha256, preprocessing_differences, save_model, LoadedModel, Model, ModelMeta,
 };
 pub use optim::{OptimState, Optimizer};
-pub use train::{train, EpochRecord, Schedule, StepStats, TrainConfig, TrainEvent, TrainOutcome};
+pub use train::{
+    train, train_samples, EpochRecord, Schedule, StepStats, TrainConfig, TrainData, TrainEvent, TrainOutcome,
+};
 
 /// Keep freed memory in the process instead of returning it to the OS after every tensor.
 ///

@@ -62,6 +62,36 @@ pub struct ModelMeta {
     pub federated: Option<serde_json::Value>,
 }
 
+impl ModelMeta {
+    /// The record of a model of `net` trained with `train` on `ds`, with an empty history
+    /// and no privacy or federation record (the caller fills those in).
+    pub fn for_dataset(ds: &Dataset, net: &Network, train: &TrainConfig) -> Result<ModelMeta> {
+        Ok(ModelMeta {
+            format: MODEL_FORMAT.into(),
+            format_version: MODEL_FORMAT_VERSION,
+            privpkt_version: env!("CARGO_PKG_VERSION").into(),
+            arch: train.arch,
+            input: net.input,
+            scaling: net.input.scaling(),
+            classes: ds.manifest.classes.clone(),
+            params: net.param_count() as u64,
+            train: train.clone(),
+            seed: train.seed,
+            extract: ds.manifest.extract,
+            dataset_manifest_sha256: manifest_sha256(ds)?,
+            history: HistorySummary {
+                epochs_run: 0,
+                best_epoch: 0,
+                best_val_macro_f1: None,
+                stopped_early: false,
+                epochs: Vec::new(),
+            },
+            privacy: None,
+            federated: None,
+        })
+    }
+}
+
 /// A trained network with its metadata: what `train` returns and `load_model` reads.
 #[derive(Debug, Clone)]
 pub struct Model {

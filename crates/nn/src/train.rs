@@ -689,27 +689,87 @@ pub fn train(
     progress: &dyn Fn(TrainEvent),
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
+    let train_set = load_split(ds, Split::Train)?;
+    let val = load_split(ds, Split::Val)?;
+    let data = TrainData {
+        dataset: ds,
+        train: &train_set,
+        val: &val,
+        data_id: modelfile::manifest_sha256(ds)?,
+    };
+    train_samples(&data, cfg, work_dir, resume, progress, None)
+}
+
+/// Samples to train on, already in memory: a dataset's splits ([`train`]), or any subsets of
+/// them (the shadow models of a membership-inference attack train on other flows).
+pub struct TrainData<'a> {
+    /// Where the samples come from: the model's input, classes and preprocessing.
+    pub dataset: &'a Dataset,
+    pub train: &'a Samples,
+    /// Early stopping and the kept weights (may be empty).
+    pub val: &'a Samples,
+    /// What a checkpoint must have been made on to be resumed ([`train`]: the manifest's
+    /// sha256; a subset needs its own).
+    pub data_id: String,
+}
+
+/// Positions (sorted) of the samples a run of `cfg` trains on among `n` training samples:
+/// all, or the seeded subset of `max_train_samples`. Membership inference needs exactly these.
+pub fn training_subset(n: usize, cfg: &TrainConfig) -> Vec<usize> {
+    match cfg.max_train_samples.filter(|&m| m < n) {
+        Some(max) => {
+            let mut keep = permutation(n, derive_seed(cfg.seed, &[STREAM_SUBSET]));
+            keep.truncate(max);
+            keep.sort_unstable();
+            keep
+        }
+        None => (0..n).collect(),
+    }
+}
+
+/// [`train`] on samples in memory. `canaries` (DP-SGD only, no resume) are a privacy audit's
+/// gradient canaries, stepped with every DP-SGD step; their scores are left in them.
+pub fn train_samples(
+    data: &TrainData<'_>,
+    cfg: &TrainConfig,
+    work_dir: &Path,
+    resume: bool,
+    progress: &dyn Fn(TrainEvent),
+    mut canaries: Option<&mut crate::dp::Canaries>,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let ds = data.dataset;
     let manifest = &ds.manifest;
     let input = InputSpec::from_manifest(manifest)?;
     let net = Network::new(cfg.arch, input, manifest.classes.len())?;
-    let sha = modelfile::manifest_sha256(ds)?;
+    let manifest_sha = modelfile::manifest_sha256(ds)?;
+    let sha = data.data_id.clone();
+    if let Some(c) = &canaries {
+        if cfg.dp.is_none() || resume {
+            return Err(NnError::Config(
+                "audit canaries need a DP-SGD run started from scratch (their scores are not checkpointed)".into(),
+            ));
+        }
+        c.check_fits(net.param_count())?;
+    }
     std::fs::create_dir_all(work_dir).map_err(crate::error::io_err(work_dir))?;
     let ckpt: PathBuf = work_dir.join(CHECKPOINT_FILE);
 
-    let mut train_set = load_split(ds, Split::Train)?;
-    if train_set.is_empty() {
+    if data.train.is_empty() {
         return Err(NnError::Config(format!(
             "{}: the train split is empty",
             ds.dir.display()
         )));
     }
-    if let Some(max) = cfg.max_train_samples.filter(|&m| m < train_set.len()) {
-        let mut keep = permutation(train_set.len(), derive_seed(cfg.seed, &[STREAM_SUBSET]));
-        keep.truncate(max);
-        keep.sort_unstable();
-        train_set = train_set.subset(&keep);
-    }
-    let val = load_split(ds, Split::Val)?;
+    let keep = training_subset(data.train.len(), cfg);
+    let subset;
+    let train_set = if keep.len() < data.train.len() {
+        subset = data.train.subset(&keep);
+        &subset
+    } else {
+        data.train
+    };
+    let val = data.val;
     if val.is_empty() {
         progress(TrainEvent::Warning(
             "the validation split is empty: no early stopping, the last epoch's weights are kept".into(),
@@ -742,7 +802,7 @@ pub fn train(
         }
         let mut params = net.init_params(cfg.seed);
         if cfg.arch == Arch::Sae && cfg.sae_pretrain_epochs > 0 {
-            pretrain_sae(&net, &mut params, &train_set, cfg, progress);
+            pretrain_sae(&net, &mut params, train_set, cfg, progress);
         }
         let opt = OptimState::new(cfg.optimizer, &params);
         let st = State {
@@ -779,7 +839,7 @@ pub fn train(
             dp,
             cfg,
             &net,
-            &train_set,
+            train_set,
             &mut st.meta.dp_sigma,
             resumed_from.is_some(),
             progress,
@@ -821,16 +881,17 @@ pub fn train(
                         st.meta.budget_spent = true;
                         break;
                     }
-                    let out = r.step(
+                    let out = r.step_with(
                         &net,
                         &mut st.params,
                         &mut st.opt,
                         st.meta.dp_steps,
                         &raw,
-                        &train_set,
+                        train_set,
                         lr,
                         cfg.weight_decay,
                         &mut rng,
+                        canaries.as_deref_mut(),
                     )?;
                     st.meta.dp_steps += 1;
                     out
@@ -867,7 +928,7 @@ pub fn train(
         let (val_f1, val_acc) = if val.is_empty() {
             (None, None)
         } else {
-            let (f, a) = evaluate(&net, &st.params, &val)?;
+            let (f, a) = evaluate(&net, &st.params, val)?;
             (Some(f), Some(a))
         };
         let improved = match (val_f1, st.meta.best_score) {
@@ -937,7 +998,7 @@ pub fn train(
         train: cfg.clone(),
         seed: cfg.seed,
         extract: manifest.extract,
-        dataset_manifest_sha256: sha,
+        dataset_manifest_sha256: manifest_sha,
         history: HistorySummary {
             epochs_run: st.meta.epochs_done,
             best_epoch,
@@ -946,7 +1007,13 @@ pub fn train(
             epochs: history.clone(),
         },
         privacy: match &dp_run {
-            Some(r) => Some(r.summary(st.meta.dp_steps)?),
+            Some(r) => {
+                let mut p = r.summary(st.meta.dp_steps)?;
+                if let Some(b) = canaries.as_ref().and_then(|c| c.broken()) {
+                    p["broken_for_audit_validation"] = format!("{} off: the ε above does NOT hold", b.name()).into();
+                }
+                Some(p)
+            }
             None => None,
         },
         federated: None,

@@ -4,9 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_attack;
+mod cmd_audit;
 mod cmd_classify;
 mod cmd_eval;
 mod cmd_federate;
+mod cmd_flower;
 mod cmd_inspect;
 mod cmd_plot;
 mod cmd_prepare;
@@ -49,8 +52,14 @@ enum Cmd {
     Classify(cmd_classify::ClassifyArgs),
     /// Federated learning simulated on one machine: FedAvg/FedProx over client partitions of a dataset.
     Federate(cmd_federate::FederateArgs),
+    /// Join a federation run by Flower's own server (flwr ≥ 1.40) as one organisation's node.
+    FlowerClient(cmd_flower::FlowerArgs),
     /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
     Privacy(cmd_privacy::PrivacyArgs),
+    /// Membership inference (loss, Shokri, LiRA) against a trained model: does it leak its training flows?
+    Attack(cmd_attack::AttackArgs),
+    /// Empirical lower bound on a DP-SGD setting's ε from one training run with canaries, beside the accountant's.
+    Audit(cmd_audit::AuditArgs),
     /// Draw a line chart with error bars from a JSON description (for experiment sweeps).
     Plot(cmd_plot::PlotArgs),
     /// Run the whole pipeline on an embedded default (synthetic traffic), end to end.
@@ -74,7 +83,10 @@ fn main() -> ExitCode {
         Cmd::Eval(a) => cmd_eval::run(a),
         Cmd::Classify(a) => cmd_classify::run(a),
         Cmd::Federate(a) => cmd_federate::run(a),
+        Cmd::FlowerClient(a) => cmd_flower::run(a),
         Cmd::Privacy(a) => cmd_privacy::run(a),
+        Cmd::Attack(a) => cmd_attack::run(a),
+        Cmd::Audit(a) => cmd_audit::run(a),
         Cmd::Plot(a) => cmd_plot::run(a),
         Cmd::Demo(a) => demo::run(a),
     };

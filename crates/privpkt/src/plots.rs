@@ -496,3 +496,98 @@ impl Figure for LineChart {
         Ok(())
     }
 }
+
+/// A log axis's label: powers of ten as plain decimals (0.001, 0.01, ...), nothing between.
+fn decade(v: &f64) -> String {
+    let e = v.log10().round();
+    if (v.log10() - e).abs() < 1e-6 {
+        format!("{}", 10f64.powi(e as i32))
+    } else {
+        String::new()
+    }
+}
+
+/// One ROC curve of a [`RocPlot`].
+#[derive(Debug, Clone)]
+pub struct RocSeries {
+    pub name: String,
+    pub fpr: Vec<f64>,
+    pub tpr: Vec<f64>,
+}
+
+/// Membership-inference ROC curves on log-log axes, where the low-FPR regime that matters for
+/// privacy (Carlini et al. 2022) is visible; the diagonal is chance. Rates of 0 are drawn on
+/// the axes' lower edge, one step below the smallest non-zero rate.
+#[derive(Debug, Clone)]
+pub struct RocPlot {
+    pub title: String,
+    pub curves: Vec<RocSeries>,
+}
+
+impl Figure for RocPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
+        let smallest = self
+            .curves
+            .iter()
+            .flat_map(|c| c.fpr.iter().chain(&c.tpr))
+            .copied()
+            .filter(|&v| v > 0.0)
+            .fold(1.0f64, f64::min);
+        let lo = 10f64.powf((smallest.log10() - 0.5).floor()).clamp(1e-6, 1e-2);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d((lo..1.0).log_scale(), (lo..1.0).log_scale())
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(240, 240, 240))
+            .x_desc("false-positive rate")
+            .y_desc("true-positive rate")
+            .x_label_formatter(&decade)
+            .y_label_formatter(&decade)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(e)?;
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(lo, lo), (1.0, 1.0)],
+                6,
+                4,
+                grey.stroke_width(1),
+            ))
+            .map_err(e)?
+            .label("chance")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+        for (k, c) in self.curves.iter().enumerate() {
+            let col = class_color(k);
+            let pts: Vec<(f64, f64)> = c
+                .fpr
+                .iter()
+                .zip(&c.tpr)
+                .map(|(&f, &t)| (f.max(lo), t.max(lo)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, col.stroke_width(2)))
+                .map_err(e)?
+                .label(&c.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}

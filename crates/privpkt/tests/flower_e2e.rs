@@ -1,0 +1,648 @@
+//! `privpkt flower-client` against Flower's real server: a `flower-superlink` (flwr 1.40.0,
+//! from a cached venv in the target directory), the ServerApp in `flower/` running Flower's
+//! FedAvg, and privpkt nodes as separate processes.
+//!
+//! One federation covers: 3 rounds completed; a node whose data makes another model gets error
+//! replies that reach the server's log; a node killed (SIGKILL) after round 1 does not stop the
+//! others (the SuperLink marks it offline after 2 × its 10 s heartbeat interval and answers its
+//! message with an error); the survivors' last global model equals the ServerApp's final
+//! arrays and classifies above chance; Ctrl-C makes a node sign off and exit 0.
+//!
+//! Without python3 / PyPI the federation test prints SKIP and passes, unless `CI` is set.
+
+#[path = "../../nn/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{write_dataset, Kind};
+
+const FLWR: &str = "1.40.0";
+
+fn privpkt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_privpkt"))
+}
+
+/// The target directory (the binary lives in `<target>/<profile>/`).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_privpkt"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary lies in <target>/<profile>")
+        .to_path_buf()
+}
+
+fn skip_or_fail(why: String) -> Option<PathBuf> {
+    if std::env::var_os("CI").is_some() {
+        panic!("Flower end-to-end test cannot run in CI: {why}");
+    }
+    eprintln!("SKIP flower end-to-end test: {why}");
+    None
+}
+
+/// A venv with flwr 1.40.0, made once and kept in the target directory (ignored by git).
+fn venv() -> Option<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = target_dir().join(format!("flwr-venv-{FLWR}"));
+    let ready = dir.join(".privpkt-ready");
+    if ready.exists() {
+        return Some(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |cmd: &mut Command| match cmd.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Err(e) => Err(format!("{cmd:?}: {e}")),
+    };
+    let made = run(Command::new("python3").args(["-m", "venv"]).arg(&dir)).and_then(|()| {
+        run(Command::new(dir.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("flwr=={FLWR}"),
+        ]))
+    });
+    match made {
+        Ok(()) => {
+            std::fs::write(&ready, FLWR).unwrap();
+            Some(dir)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            skip_or_fail(format!("no Python venv with flwr=={FLWR}: {e}"))
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Lines a process writes, gathered by a thread.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(stream: impl Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                l.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// Waits until a line satisfies `pred`.
+    fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.all().iter().any(|l| pred(l)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no {what} within {timeout:?}; output so far:\n{}", self.text());
+    }
+}
+
+/// A started process with its output.
+struct Proc {
+    name: String,
+    child: Child,
+    out: Lines,
+    err: Lines,
+    /// Its own process group (the SuperLink's children die with it).
+    group: bool,
+}
+
+/// Every process a test started, killed by PID (or process group) on drop, so a failing
+/// assertion leaves nothing running.
+#[derive(Default)]
+struct Procs(Vec<Proc>);
+
+impl Procs {
+    fn start(&mut self, name: &str, cmd: &mut Command, group: bool) -> usize {
+        use std::os::unix::process::CommandExt;
+        if group {
+            cmd.process_group(0);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = Lines::follow(child.stdout.take().unwrap());
+        let err = Lines::follow(child.stderr.take().unwrap());
+        self.0.push(Proc {
+            name: name.into(),
+            child,
+            out,
+            err,
+            group,
+        });
+        self.0.len() - 1
+    }
+
+    fn signal(&self, i: usize, sig: i32) {
+        let pid = self.0[i].child.id() as i32;
+        // SAFETY: kill(2) on a process (group) this test started and has not reaped.
+        unsafe {
+            libc::kill(if self.0[i].group { -pid } else { pid }, sig);
+        }
+    }
+
+    /// Everything the processes wrote, for failure messages.
+    fn dump(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| {
+                let err = p.err.all();
+                let tail = err[err.len().saturating_sub(25)..].join("\n");
+                format!("--- {} (stderr tail)\n{tail}", p.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for i in 0..self.0.len() {
+            if matches!(self.0[i].child.try_wait(), Ok(None)) {
+                self.signal(i, libc::SIGKILL);
+            }
+            let _ = self.0[i].child.wait();
+        }
+    }
+}
+
+/// Waits until the SuperLink started as `procs[link]` accepts connections on `port`.
+fn wait_for_port(port: u16, procs: &mut Procs, link: usize) {
+    let up = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < Duration::from_secs(60),
+            "SuperLink not up:\n{}",
+            procs.dump()
+        );
+        assert!(
+            matches!(procs.0[link].child.try_wait(), Ok(None)),
+            "SuperLink exited:\n{}",
+            procs.dump()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn flwr(venv: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(venv.join("bin/flwr"))
+        .args(args)
+        .envs(flwr_env(venv, home))
+        .output()
+        .expect("flwr runs")
+}
+
+fn flwr_env(venv: &Path, home: &Path) -> Vec<(String, String)> {
+    // The SuperLink starts `flower-superexec` from PATH.
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    vec![
+        ("PATH".into(), path),
+        ("FLWR_HOME".into(), home.display().to_string()),
+        ("FLWR_TELEMETRY_ENABLED".into(), "0".into()),
+        ("FLWR_DISABLE_UPDATE_CHECK".into(), "1".into()),
+    ]
+}
+
+fn json_lines(lines: &Lines) -> Vec<serde_json::Value> {
+    lines
+        .all()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn client(dir: &Path, ds: &str, port: u16, extra: &[&str]) -> Command {
+    let mut c = privpkt();
+    c.args(["flower-client", "--data"])
+        .arg(dir.join(ds))
+        .args(["--superlink", &format!("127.0.0.1:{port}"), "--insecure"])
+        .args([
+            "--batch-size",
+            "16",
+            "--poll-interval",
+            "0.3",
+            "--heartbeat-interval",
+            "10",
+            "--json",
+        ])
+        .args(extra);
+    c
+}
+
+#[test]
+fn flower_federation_end_to_end() {
+    let t0 = Instant::now();
+    let Some(venv) = venv() else { return };
+    let setup = t0.elapsed();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // Three organisations with their own data of the same 3 classes, one with 4 classes.
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        write_dataset(&dir.join(name), Kind::DeepPacket, 3, 100, 10 + i as u64);
+    }
+    write_dataset(&dir.join("misfit"), Kind::DeepPacket, 4, 40, 20);
+    let init = dir.join("init");
+    let o = privpkt()
+        .args(["flower-client", "--data"])
+        .arg(dir.join("a"))
+        .arg("--export-initial")
+        .arg(&init)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("12 initial arrays of deeppacket-app (3 classes)"));
+
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut procs = Procs::default();
+    let link = procs.start(
+        "superlink",
+        Command::new(venv.join("bin/flower-superlink"))
+            .args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--disable-runtime-dependency-installation")
+            .envs(flwr_env(&venv, &home))
+            .current_dir(dir),
+        true,
+    );
+    wait_for_port(port, &mut procs, link);
+
+    let nodes: Vec<usize> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let save = dir.join(format!("global-{n}.safetensors"));
+            let save = save.to_str().unwrap();
+            procs.start(n, &mut client(dir, n, port, &["--save-global", save]), false)
+        })
+        .collect();
+    let misfit = procs.start("misfit", &mut client(dir, "misfit", port, &[]), false);
+    for &i in nodes.iter().chain([&misfit]) {
+        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(" joined http://127.0.0.1:")
+        });
+    }
+
+    let final_dir = dir.join("final");
+    let run_config = format!(
+        "initial-arrays=\"{}\" save-final=\"{}\" num-server-rounds=3 local-epochs=2 min-nodes=2",
+        init.display(),
+        final_dir.display()
+    );
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flower");
+    let fed_start = Instant::now();
+    let o = flwr(
+        &venv,
+        &home,
+        &[
+            "run",
+            app.to_str().unwrap(),
+            "e2e",
+            "--run-config",
+            &run_config,
+            "--format",
+            "json",
+        ],
+    );
+    let started: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "flwr run: {e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert_eq!(started["success"], true, "{started}");
+    let run_id = started["run-id"].as_str().expect("run-id").to_string();
+
+    // Node a dies after answering round 1's evaluate message.
+    let a = nodes[0];
+    procs.0[a]
+        .out
+        .wait_for("round 1 evaluate reply of node a", Duration::from_secs(180), |l| {
+            l.contains("\"type\":\"evaluate\"") && l.contains("\"round\":1")
+        });
+    procs.signal(a, libc::SIGKILL);
+
+    let status = loop {
+        let o = flwr(&venv, &home, &["ls", "e2e", "--run-id", &run_id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let s = v["runs"][0]["status"].as_str().unwrap_or("").to_string();
+        if s.starts_with("finished:") {
+            break s;
+        }
+        assert!(
+            fed_start.elapsed() < Duration::from_secs(240),
+            "run {run_id} still `{s}` after 240 s:\n{}",
+            procs.dump()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let fed_time = fed_start.elapsed();
+    let log = flwr(&venv, &home, &["log", &run_id, "e2e", "--show"]);
+    let log = String::from_utf8_lossy(&log.stdout).to_string();
+    assert_eq!(status, "finished:completed", "server log:\n{log}\n{}", procs.dump());
+
+    // The misfit's error replies were sent and reached the strategy.
+    let misfit_err = procs.0[misfit].err.text();
+    assert!(
+        misfit_err.contains("error reply sent: the global model does not fit this node: array 10 (`10`, the local model's `out.weight`) has shape [50, 3], the local model needs [50, 4]"),
+        "{misfit_err}"
+    );
+    assert!(log.contains("Received error in reply from node"), "{log}");
+    assert!(
+        log.contains("has shape [50, 3], the local model needs [50, 4]"),
+        "{log}"
+    );
+
+    // The survivors trained all 3 rounds (2 local epochs from the server's config) and
+    // evaluated the last global model, which both saved; it is the ServerApp's final model.
+    let mut rows = Vec::new();
+    for &i in &nodes[1..] {
+        let replies = json_lines(&procs.0[i].out);
+        let trains: Vec<&serde_json::Value> = replies.iter().filter(|r| r["type"] == "train").collect();
+        assert_eq!(trains.len(), 3, "{}", procs.0[i].out.text());
+        for r in &trains {
+            assert!(r["error"].is_null(), "{r}");
+            assert_eq!(
+                r["metrics"]["train_samples_seen"],
+                2 * r["num_examples"].as_u64().unwrap()
+            );
+            rows.push((
+                procs.0[i].name.clone(),
+                r["round"].as_i64().unwrap(),
+                r["ms"].clone(),
+                r["bytes_in"].clone(),
+            ));
+        }
+        assert!(replies.iter().any(|r| r["type"] == "evaluate" && r["round"] == 3));
+    }
+    let b = privpkt_nn::load_model(&dir.join("global-b.safetensors")).unwrap();
+    let c = privpkt_nn::load_model(&dir.join("global-c.safetensors")).unwrap();
+    assert_eq!(b.params().values, c.params().values);
+    for (t, v) in b.params().values.iter().enumerate() {
+        let (info, bytes) =
+            privpkt_dataset::npy::read_bytes(&final_dir.join(format!("{t}.npy")), privpkt_dataset::npy::Dtype::F32)
+                .unwrap();
+        assert_eq!(info.shape.iter().product::<u64>() as usize, v.len());
+        let fin: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(&fin, v, "tensor {t} differs from the ServerApp's final arrays");
+    }
+    let eval = privpkt()
+        .args(["eval"])
+        .arg(dir.join("global-b.safetensors"))
+        .arg(dir.join("b"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let (f1, acc) = (
+        eval["report"]["macro_f1"].as_f64().unwrap(),
+        eval["report"]["accuracy"].as_f64().unwrap(),
+    );
+    assert!(
+        f1 > 0.6 && acc > 0.6,
+        "global model: macro-F1 {f1}, accuracy {acc} (chance 1/3)"
+    );
+
+    // Ctrl-C: the survivors sign off (deactivate, unregister) and exit 0.
+    for &i in &nodes[1..] {
+        procs.signal(i, libc::SIGINT);
+    }
+    for &i in &nodes[1..] {
+        let end = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(s) = procs.0[i].child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < end, "{} did not stop after Ctrl-C", procs.0[i].name);
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            status.success(),
+            "{}: {status}\n{}",
+            procs.0[i].name,
+            procs.0[i].err.text()
+        );
+        procs.0[i].err.wait_for("sign-off line", Duration::from_secs(5), |l| {
+            l.contains("left the federation")
+        });
+    }
+
+    eprintln!(
+        "flower e2e: venv {:.1} s, federation {:.1} s (3 rounds, 4 nodes, one killed), total {:.1} s; macro-F1 {f1:.3}",
+        setup.as_secs_f64(),
+        fed_time.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    eprintln!("node round  train ms  flower ms  (pull decode convert encode push)  MB in");
+    for (n, r, ms, bytes) in rows {
+        let f = |k: &str| ms[k].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "{n:>4} {r:>5} {:>9.0} {:>10.0}  ({:.0} {:.0} {:.0} {:.0} {:.0})  {:.1}",
+            f("compute"),
+            f("overhead"),
+            f("pull"),
+            f("decode"),
+            f("convert"),
+            f("encode"),
+            f("push"),
+            bytes.as_f64().unwrap_or(0.0) / 1e6
+        );
+    }
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with the venv's
+/// `cryptography` (a flwr dependency), so the test needs no openssl.
+const MAKE_CERTS: &str = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def cert(subject, key, issuer, issuer_key, ca):
+    b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=5))
+         .not_valid_after(now + datetime.timedelta(days=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        b = (b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+    return b.sign(issuer_key, hashes.SHA256())
+pem = serialization.Encoding.PEM
+for ca_name in ("ca", "other-ca"):
+    k = ec.generate_private_key(ec.SECP256R1())
+    c = cert(ca_name, k, ca_name, k, True)
+    open(f"{ca_name}.pem", "wb").write(c.public_bytes(pem))
+    if ca_name == "ca":
+        sk = ec.generate_private_key(ec.SECP256R1())
+        open("server.pem", "wb").write(cert("superlink", sk, "ca", k, False).public_bytes(pem))
+        open("server.key", "wb").write(sk.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+"#;
+
+/// HTTPS: a node trusting the SuperLink's private CA joins and signs off; one trusting
+/// another CA is refused with the certificate error.
+#[test]
+fn https_with_a_private_ca() {
+    let Some(venv) = venv() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-c", MAKE_CERTS])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    write_dataset(&dir.join("ds"), Kind::DeepPacket, 3, 20, 1);
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    let mut procs = Procs::default();
+    let link = procs.start(
+        "superlink",
+        Command::new(venv.join("bin/flower-superlink"))
+            .args([
+                "--ssl-ca-certfile",
+                "ca.pem",
+                "--ssl-certfile",
+                "server.pem",
+                "--ssl-keyfile",
+                "server.key",
+            ])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--disable-runtime-dependency-installation")
+            .envs(flwr_env(&venv, &home))
+            .current_dir(dir),
+        true,
+    );
+    wait_for_port(port, &mut procs, link);
+    let node = |ca: &str| {
+        let mut c = privpkt();
+        c.args(["flower-client", "--data"])
+            .arg(dir.join("ds"))
+            .args(["--superlink", &format!("127.0.0.1:{port}"), "--root-certificates"])
+            .arg(dir.join(ca))
+            .args(["--retries", "1"]);
+        c
+    };
+    let good = procs.start("node", &mut node("ca.pem"), false);
+    procs.0[good]
+        .err
+        .wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(&format!(" joined https://127.0.0.1:{port}"))
+        });
+    procs.signal(good, libc::SIGINT);
+    let end = Instant::now() + Duration::from_secs(15);
+    while matches!(procs.0[good].child.try_wait(), Ok(None)) {
+        assert!(Instant::now() < end, "the node did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(procs.0[good].child.wait().unwrap().success());
+    procs.0[good]
+        .err
+        .wait_for("sign-off line", Duration::from_secs(5), |l| {
+            l.contains("left the federation")
+        });
+
+    let o = node("other-ca.pem").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("invalid peer certificate"), "{err}");
+}
+
+#[test]
+fn unreachable_superlink_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    write_dataset(&d.path().join("ds"), Kind::DeepPacket, 3, 20, 1);
+    let port = free_port();
+    let t = Instant::now();
+    let o = privpkt()
+        .args(["flower-client", "--data"])
+        .arg(d.path().join("ds"))
+        .args([
+            "--superlink",
+            &format!("127.0.0.1:{port}"),
+            "--insecure",
+            "--retries",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
+    assert!(
+        err.contains(&format!(
+            "cannot reach the SuperLink at http://127.0.0.1:{port} (register-node) after 3 attempts"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_settings_are_refused_before_connecting() {
+    let d = tempfile::tempdir().unwrap();
+    write_dataset(&d.path().join("ds"), Kind::DeepPacket, 3, 20, 1);
+    let run = |extra: &[&str]| {
+        let o = privpkt()
+            .args(["flower-client", "--data"])
+            .arg(d.path().join("ds"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{extra:?} was accepted");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    assert!(run(&["--superlink", "localhost", "--insecure"]).contains("expected HOST:PORT"));
+    assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--dp", "--epsilon", "4"]).contains("--rounds"));
+    assert!(run(&["--superlink", "127.0.0.1:1", "--epsilon", "4"]).contains("add --dp"));
+    assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--heartbeat-interval", "5"]).contains("10–1800"));
+    assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--eval-split", "train"]).contains("test or val"));
+    assert!(run(&["--insecure"]).contains("--superlink"));
+    assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--rounds", "3"]).contains("add --dp"));
+}

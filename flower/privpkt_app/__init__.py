@@ -1,0 +1,1 @@
+"""Flower app for privpkt's Rust nodes."""
