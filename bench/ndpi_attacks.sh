@@ -10,7 +10,7 @@
 # AUC and TPR at 1 % FPR per attack, the audit bounds beside ε, LiRA's wall time, and writes
 # bench/results/ndpi-attacks-<date>.json and .png (AUC against ε, `privpkt plot`).
 #
-#   bash bench/ndpi_attacks.sh          # ~90 min on 2 cores (shadow models dominate)
+#   bash bench/ndpi_attacks.sh          # ~25 min on 2 cores (shadow models dominate)
 #
 # Environment: SEED (1: split, targets, attacks), EPSILONS (1 4 8), TARGETS (adam sgd + one per ε), ATTACKS (loss
 # shokri lira lira-offline), SHADOWS (16), SHOKRI_SHADOWS (8), CANARIES (1000), EPOCHS (20), MAX_PER_FLOW (16),

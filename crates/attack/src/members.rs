@@ -10,8 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use privpkt_dataset::{Dataset, Split, SplitUnit};
-use privpkt_federated::{client_samples, FedConfig};
-use privpkt_nn::train::{derive_seed, training_subset};
+use privpkt_federated::{client_partition, FedConfig};
+use privpkt_nn::train::training_subset;
 use privpkt_nn::{check_compatible, load_split, manifest_sha256, ModelMeta, SampleData, Samples};
 use serde::{Deserialize, Serialize};
 
@@ -167,13 +167,7 @@ fn member_positions(src: &MemberSource<'_>, train: &Samples, notes: &mut Vec<Str
             "the model's federated record has no readable configuration ({e}): its members cannot be reconstructed"
         ))
     })?;
-    // The partition `simulate` made: its seed is the trainer's SplitMix of (seed, 0xFED, 1).
-    let parts = client_samples(
-        train,
-        cfg.clients,
-        cfg.partition,
-        derive_seed(cfg.train.seed, &[0xFED, 1]),
-    )?;
+    let parts = client_partition(train, &cfg)?;
     let trained: HashSet<usize> = match fed["rounds"].as_array() {
         Some(rounds) => rounds
             .iter()

@@ -269,6 +269,12 @@ pub fn client_samples(
     Ok(out)
 }
 
+/// The organisations' sample indices that [`simulate`] with `cfg` makes of `train` (so an
+/// attack can rebuild one organisation's data from a global model's record).
+pub fn client_partition(train: &privpkt_nn::Samples, cfg: &FedConfig) -> Result<Vec<Vec<usize>>> {
+    client_samples(train, cfg.clients, cfg.partition, derive(cfg.train.seed, &[1]))
+}
+
 /// Checks every update (client id, weights, examples) against the model's tensors: the
 /// same count and sizes, finite values. A bad update is named, never averaged in.
 pub fn check_updates(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params) -> Result<()> {
@@ -365,7 +371,7 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
         )));
     }
     let seed = cfg.train.seed;
-    let parts = client_samples(&train, cfg.clients, cfg.partition, derive(seed, &[1]))?;
+    let parts = client_partition(&train, cfg)?;
     let data: Vec<privpkt_nn::Samples> = parts.iter().map(|idx| train.subset(idx)).collect();
     let infos: Vec<ClientInfo> = data
         .iter()
