@@ -11,7 +11,8 @@ use privpkt_dataset::Dataset;
 use privpkt_nn::dp::BrokenDp;
 use privpkt_nn::{Arch, Optimizer, TrainConfig};
 
-use crate::dpargs::{AccountantArg, DpArgs, UnitArg};
+use crate::cmd_train::OptArg;
+use crate::dpargs::DpSettings;
 use crate::ui::say;
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
@@ -20,12 +21,6 @@ pub enum BreakArg {
     Noise,
     /// No clipping of any unit (canaries included).
     Clipping,
-}
-
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
-pub enum AuditOptArg {
-    Adam,
-    Sgd,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,53 +73,24 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 1e-3, help_heading = "Training")]
     pub lr: f64,
     #[arg(long, value_enum, default_value = "adam", help_heading = "Training")]
-    pub optimizer: AuditOptArg,
+    pub optimizer: OptArg,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9, help_heading = "Training")]
     pub momentum: f64,
     /// Train on a random subset of at most this many training samples.
     #[arg(long, help_heading = "Training")]
     pub max_train_samples: Option<usize>,
-    /// Privacy budget ε at --delta (σ calibrated to it).
-    #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
-    pub epsilon: Option<f64>,
-    /// δ [default: 1e-5].
-    #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
-    pub delta: Option<f64>,
-    /// Noise multiplier σ (instead of calibrating it to --epsilon).
-    #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
-    pub sigma: Option<f64>,
-    /// Clipping norm C [default: 1].
-    #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
-    pub clip: Option<f64>,
-    /// Whose privacy ε is about [default: flow].
-    #[arg(long, value_enum, help_heading = "Differential privacy (DP-SGD)")]
-    pub privacy_unit: Option<UnitArg>,
-    /// At most this many samples of a sampled unit per step [default: 8].
-    #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
-    pub unit_cap: Option<usize>,
-    /// Accountant of the claimed ε [default: rdp].
-    #[arg(long, value_enum, help_heading = "Differential privacy (DP-SGD)")]
-    pub accountant: Option<AccountantArg>,
+    #[command(flatten)]
+    pub dp: DpSettings,
 }
 
 fn train_config(a: &AuditArgs, ds: &Dataset) -> Result<TrainConfig> {
-    let dp = DpArgs {
-        dp: true,
-        epsilon: a.epsilon,
-        delta: a.delta,
-        sigma: a.sigma,
-        clip: a.clip,
-        privacy_unit: a.privacy_unit,
-        unit_cap: a.unit_cap,
-        accountant: a.accountant,
-    }
-    .config(true)?;
+    let dp = Some(a.dp.config(true)?);
     let arch = a.arch.unwrap_or_else(|| Arch::default_for(&ds.manifest.extract.repr));
     let cfg = TrainConfig {
         optimizer: match a.optimizer {
-            AuditOptArg::Adam => Optimizer::Adam,
-            AuditOptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
+            OptArg::Adam => Optimizer::Adam,
+            OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
         },
         lr: a.lr,
         epochs: a.epochs,

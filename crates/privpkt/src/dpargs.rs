@@ -27,6 +27,14 @@ pub struct DpArgs {
     /// Train with DP-SGD (needs --epsilon or --sigma).
     #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
     pub dp: bool,
+    #[command(flatten)]
+    pub settings: DpSettings,
+}
+
+/// The DP-SGD settings themselves (`audit` takes them without a `--dp` switch: it is always
+/// private).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DpSettings {
     /// Privacy budget ε at --delta.
     #[arg(long, help_heading = "Differential privacy (DP-SGD)")]
     pub epsilon: Option<f64>,
@@ -54,6 +62,19 @@ impl DpArgs {
     /// The DP settings; any of them without --dp is refused, so a typo never turns into a
     /// silent non-private run. `seeded`: noise and sampling keyed from the run's seed.
     pub fn config(&self, seeded: bool) -> Result<Option<DpConfig>> {
+        if !self.dp {
+            if let Some(flag) = self.settings.given() {
+                bail!("{flag} is a DP-SGD setting: add --dp to train privately (refusing to train without privacy)");
+            }
+            return Ok(None);
+        }
+        self.settings.config(seeded).map(Some)
+    }
+}
+
+impl DpSettings {
+    /// The first setting given on the command line, if any.
+    fn given(&self) -> Option<&'static str> {
         let given = [
             ("--epsilon", self.epsilon.is_some()),
             ("--delta", self.delta.is_some()),
@@ -63,14 +84,13 @@ impl DpArgs {
             ("--unit-cap", self.unit_cap.is_some()),
             ("--accountant", self.accountant.is_some()),
         ];
-        if !self.dp {
-            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
-                bail!("{flag} is a DP-SGD setting: add --dp to train privately (refusing to train without privacy)");
-            }
-            return Ok(None);
-        }
+        given.iter().find(|(_, g)| *g).map(|(flag, _)| *flag)
+    }
+
+    /// The DP-SGD configuration (a budget or a noise multiplier is required).
+    pub fn config(&self, seeded: bool) -> Result<DpConfig> {
         if self.epsilon.is_none() && self.sigma.is_none() {
-            bail!("--dp needs a budget --epsilon (σ is then calibrated) or a noise multiplier --sigma");
+            bail!("DP-SGD needs a budget --epsilon (σ is then calibrated) or a noise multiplier --sigma");
         }
         let mut dp = DpConfig::new(self.epsilon.unwrap_or(1.0));
         dp.epsilon = self.epsilon;
@@ -94,6 +114,6 @@ impl DpArgs {
             Some(AccountantArg::Prv) => AccountantKind::Prv,
         };
         dp.seeded = seeded;
-        Ok(Some(dp))
+        Ok(dp)
     }
 }
