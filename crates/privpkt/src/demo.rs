@@ -1,199 +1,190 @@
-//! `privpkt demo`: the whole pipeline on an embedded default.
+//! `privpkt demo`: the whole pipeline on an embedded default, in minutes on a laptop.
 //!
-//! Today: synthetic captures → Deep Packet dataset and mini-FlowPic dataset → inspection with
-//! plots. Training, federation, DP and attacks join as they land.
+//! Synthetic multi-class captures (or `--data`) → a Deep Packet dataset split by flow → three
+//! organisations → a centralised baseline, FedAvg without DP and FedAvg with DP-SGD inside every
+//! organisation at two budgets → a membership-inference attack on each model → results.json,
+//! results.csv, the privacy–utility–leakage plot and a self-contained report.html. It is an
+//! [`experiment`](crate::experiment) with a built-in plan, so its outputs are the same files
+//! and a rerun reuses finished cells.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use privpkt_dataset::prepare::prepare;
-use privpkt_dataset::Dataset;
 
-use crate::cmd_eval::evaluate;
-use crate::cmd_inspect::{draw, inspect, print_text};
-use crate::cmd_prepare::{self, PrepareArgs, Repr};
-use crate::cmd_synth::{self, SynthArgs};
-use crate::cmd_train::{self, TrainArgs};
-use crate::plots::ImageFormat;
+use crate::experiment::{self, AttackPlan, DataPlan, EpsSpec, NoDp, Plan, SweepPlan, SynthPlan, TrainPlan};
+use crate::results::{Results, Setting};
 
 #[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Everything lands in --out: data/ (captures and the prepared dataset), cells/ (one model \
+and result per configuration), results.json, results.csv, privacy-utility.png/.svg and report.html — open the \
+report in a browser.\n\nThe numbers are of a small synthetic dataset and short training: they show the pipeline \
+and the shape of the privacy–utility–leakage trade-off, not a benchmark (see the README's results on real \
+traffic). For sweeps of your own, write a plan for `privpkt experiment`.\n\nExamples:\n  privpkt demo\n  \
+privpkt demo --data captures/ --label-column category   # a folder of pcaps with flows_labels.csv\n  \
+privpkt demo --epsilon 2 --epsilon 16 --out demo-2"
+)]
 pub struct DemoArgs {
-    /// Working directory for the demo's captures, datasets and plots.
+    /// Output folder.
     #[arg(long, default_value = "privpkt-demo")]
     pub out: PathBuf,
-    /// Seed of everything random in the demo.
+    /// Seed of everything random: traffic, split, partition, training, DP noise, attack.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Run on these captures instead of synthetic ones (labels from a flows_labels.csv inside).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Label column when --data is given.
-    #[arg(long, default_value = "category")]
-    pub label_column: String,
-    /// Stop after preparing and inspecting the datasets (no training).
+    /// Label column of flows_labels.csv [default: category; synthetic traffic: category+vpn].
     #[arg(long)]
-    pub no_train: bool,
-    /// Training samples for the demo's Deep Packet CNN (a small budget keeps the demo short).
-    #[arg(long, default_value_t = 4000)]
-    pub train_samples: usize,
+    pub label_column: Option<String>,
+    /// DP-SGD budgets of the private federated runs (ε per flow, per organisation; give twice).
+    #[arg(long = "epsilon", num_args = 1, default_values_t = [1.0, 8.0])]
+    pub epsilons: Vec<f64>,
+    /// Organisations sharing the train split.
+    #[arg(long, default_value_t = 3)]
+    pub organisations: usize,
+    /// Training budget: centralised epochs, and FedAvg rounds of one local epoch.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Deep Packet vectors kept per flow.
+    #[arg(long, default_value_t = 8)]
+    pub max_per_flow: u32,
+    /// Batch size (with DP-SGD: flows expected per step; at most an organisation's train flows).
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Synthetic flows per capture (3 captures per class): the demo's data size.
+    #[arg(long, default_value_t = 200)]
+    pub flows_per_capture: usize,
+}
+
+/// The demo's plan.
+pub fn plan(a: &DemoArgs) -> Result<Plan> {
+    if a.epsilons.is_empty() || a.epsilons.iter().any(|e| !(e.is_finite() && *e > 0.0)) {
+        bail!("--epsilon: give budgets > 0 (default: 1 and 8)");
+    }
+    let data = match &a.data {
+        Some(d) => DataPlan {
+            captures: Some(d.clone()),
+            label_column: a.label_column.clone(),
+            ..default_data(a)
+        },
+        None => DataPlan {
+            synthetic: Some(SynthPlan {
+                seed: a.seed,
+                captures_per_class: 3,
+                flows_per_capture: a.flows_per_capture,
+                no_vpn: false,
+            }),
+            label_column: a.label_column.clone(),
+            ..default_data(a)
+        },
+    };
+    let mut epsilon = vec![EpsSpec::Word(NoDp::None)];
+    epsilon.extend(a.epsilons.iter().map(|&e| EpsSpec::Value(e)));
+    Ok(Plan {
+        title: match &a.data {
+            Some(d) => format!("privpkt demo on {}", d.display()),
+            None => {
+                "privpkt demo: synthetic encrypted traffic, 3 organisations".replace('3', &a.organisations.to_string())
+            }
+        },
+        data,
+        train: TrainPlan {
+            epochs: a.epochs,
+            rounds: a.epochs,
+            local_epochs: 1,
+            // One setting for every cell, chosen for DP-SGD, where it matters most: plain SGD
+            // with momentum (Adam's per-coordinate scaling amplifies the noise) and large
+            // batches (128 flows expected per step by default) so the signal stands above σ·C/batch.
+            optimizer: "sgd".into(),
+            lr: 0.2,
+            batch_size: a.batch_size,
+            ..TrainPlan::default()
+        },
+        attack: AttackPlan::default(),
+        sweep: SweepPlan {
+            setting: vec![Setting::Centralised, Setting::Fedavg],
+            organisations: vec![a.organisations],
+            partition: vec!["iid".into()],
+            epsilon,
+            model: vec![privpkt_nn::Arch::Sae],
+            seed: vec![a.seed],
+        },
+    })
+}
+
+fn default_data(a: &DemoArgs) -> DataPlan {
+    DataPlan {
+        repr: "deeppacket".into(),
+        max_per_flow: Some(a.max_per_flow),
+        split_by: "flow".into(),
+        split: "0.7,0.1,0.2".into(),
+        split_seed: a.seed,
+        ..DataPlan::default()
+    }
 }
 
 pub fn run(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
-    let steps = if a.no_train { 3 } else { 5 };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create", a.out.display()))?;
-    let (captures, label_column) = match &a.data {
-        Some(d) => (d.clone(), a.label_column.clone()),
-        None => {
-            let caps = a.out.join("captures");
-            if caps.exists() {
-                std::fs::remove_dir_all(&caps).with_context(|| format!("{}: cannot clear", caps.display()))?;
-            }
-            println!(
-                "[1/{steps}] synthesising labelled traffic (seed {}) into {}",
-                a.seed,
-                caps.display()
-            );
-            let sa = SynthArgs {
-                out: caps.clone(),
-                seed: a.seed,
-                categories: None,
-                no_vpn: false,
-                captures_per_class: 3,
-                flows_per_capture: 12,
-                size: None,
-                format: cmd_synth::FormatArg::Mixed,
-                link: cmd_synth::LinkArg::Mixed,
-                ipv6: 0.2,
-                json: false,
-            };
-            let s = cmd_synth::generate_with_progress(&cmd_synth::config(&sa)?, &caps, false)?;
-            println!(
-                "      {} captures, {} flows, {} packets, classes: {}",
-                s.files.len(),
-                s.flows,
-                s.packets,
-                s.classes.join(", ")
-            );
-            // Category with vpn_ prefix: the Deep Packet traffic-characterisation task.
-            (caps, "category+vpn".to_string())
-        }
-    };
-    for (step, repr, name) in [(2, Repr::Deeppacket, "deeppacket"), (3, Repr::Flowpic, "flowpic")] {
-        let out = a.out.join(format!("dataset-{name}"));
-        println!("[{step}/{steps}] preparing the {name} dataset in {}", out.display());
-        let pa = PrepareArgs {
-            inputs: vec![captures.clone()],
-            out: out.clone(),
-            labels: None,
-            label_column: Some(label_column.clone()),
-            iscx: false,
-            rules: None,
-            class_map: Some(write_demo_class_map(&a.out)?),
-            repr,
-            paper: false,
-            mini: true,
-            block_seconds: None,
-            resolution: None,
-            min_packets: 10,
-            bidirectional: false,
-            idle_timeout: 120.0,
-            active_timeout: 3600.0,
-            max_per_flow: None,
-            max_per_class: None,
-            balance: false,
-            split_by: privpkt_dataset::SplitUnit::Flow,
-            split: "0.7,0.1,0.2".into(),
-            seed: a.seed,
-            shard_rows: 1 << 20,
-            force: true,
-            json: false,
-        };
-        let cfg = cmd_prepare::config(&pa)?;
-        prepare(&cfg, &|_| {})?;
-        let ds = Dataset::open(&out)?;
-        let index = ds.read_index()?;
-        print_text(&inspect(&ds, &index)?);
-        for p in draw(&ds, &index, &out.join("plots"), ImageFormat::Png, 4)? {
-            println!("plot: {}", p.display());
-        }
-    }
-    if !a.no_train {
-        // Small budgets: the point is the pipeline and the model-beside-baseline table, not a
-        // tuned model. Real runs use `privpkt train` with its defaults.
-        for (step, name, arch, epochs, samples) in [
-            (4, "flowpic", privpkt_nn::Arch::FlowPicMini, 15, None),
-            (
-                5,
-                "deeppacket",
-                privpkt_nn::Arch::DeepPacketApp,
-                2,
-                Some(a.train_samples),
-            ),
-        ] {
-            let ds_dir = a.out.join(format!("dataset-{name}"));
-            let model = a.out.join(format!("model-{name}.safetensors"));
-            println!(
-                "[{step}/{steps}] training {} on {} and evaluating it on the test split",
-                arch.name(),
-                ds_dir.display()
-            );
-            let ta = TrainArgs {
-                dataset: ds_dir.clone(),
-                out: model.clone(),
-                arch: Some(arch),
-                optimizer: cmd_train::OptArg::Adam,
-                momentum: 0.9,
-                lr: if arch == privpkt_nn::Arch::FlowPicMini {
-                    3e-3
-                } else {
-                    1e-3
-                },
-                schedule: cmd_train::ScheduleArg::Constant,
-                step_every: 5,
-                gamma: 0.5,
-                epochs,
-                batch_size: if arch == privpkt_nn::Arch::FlowPicMini { 16 } else { 64 },
-                patience: 0,
-                class_weights: false,
-                weight_decay: 0.0,
-                seed: Some(a.seed),
-                pretrain_epochs: 3,
-                max_train_samples: samples,
-                work_dir: None,
-                resume: false,
-                json: true,
-                dp: Default::default(),
-            };
-            let ds = Dataset::open(&ds_dir)?;
-            let cfg = cmd_train::config(&ta, &ds)?;
-            let work = a.out.join(format!("model-{name}.work"));
-            let outcome = privpkt_nn::train(&ds, &cfg, &work, false, &|_| {})?;
-            privpkt_nn::save_model(&model, &outcome.model)?;
-            let ev = evaluate(&model, &ds_dir, privpkt_dataset::Split::Test)?;
-            println!(
-                "      test macro-F1 {:.3} (flows {:.3}); header-only baseline {:.3} (flows {:.3}); model: {}",
-                ev.report.macro_f1,
-                ev.report.flow_level.as_ref().map_or(f64::NAN, |f| f.macro_f1),
-                ev.baseline.macro_f1,
-                ev.baseline.flow_level.as_ref().map_or(f64::NAN, |f| f.macro_f1),
-                model.display()
-            );
-        }
-    }
+    let plan = plan(&a)?;
     println!(
-        "demo finished in {:.1} s; everything is under {}",
+        "privpkt demo: {} → Deep Packet vectors → centralised, FedAvg over {} organisations, FedAvg + DP-SGD at ε = {} \
+         → loss membership-inference attack on each (seed {})",
+        if a.data.is_some() { "your captures" } else { "synthetic captures" },
+        a.organisations,
+        a.epsilons.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" and "),
+        a.seed
+    );
+    let command = crate::ui::command_line();
+    // The centralised baseline without DP; DP runs are federated (the demo's question).
+    let select = |c: &experiment::Cell| c.setting == Setting::Fedavg || c.epsilon.is_none();
+    let o = experiment::execute_selected(&plan, &a.out, &command, None, &select)?;
+    print_table(&o.results);
+    println!(
+        "demo finished in {:.0} s; open {} in a browser (everything else is under {})",
         t0.elapsed().as_secs_f64(),
+        a.out.join("report.html").display(),
         a.out.display()
     );
     Ok(())
 }
 
-/// Background DNS is not an application class: the demo drops it.
-fn write_demo_class_map(dir: &std::path::Path) -> Result<PathBuf> {
-    let p = dir.join("class_map.csv");
-    std::fs::write(&p, "from,to\ndns,\nvpn_dns,\n").with_context(|| format!("{}: cannot write", p.display()))?;
-    Ok(p)
+fn print_table(r: &Results) {
+    let d = &r.data;
+    println!(
+        "data: {} — {} classes, {} train / {} val / {} test flows ({} / {} / {} samples), split by {}",
+        d.source,
+        d.classes.len(),
+        d.flows[0],
+        d.flows[1],
+        d.flows[2],
+        d.samples[0],
+        d.samples[1],
+        d.samples[2],
+        d.split_by
+    );
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>11} {:>10}",
+        "", "macro-F1", "flow F1", "ε spent", "attack AUC", "TPR@1%FPR"
+    );
+    for c in &r.cells {
+        let a = c.attacks.first();
+        println!(
+            "{:<44} {:>9.3} {:>9.3} {:>9} {:>11} {:>10}",
+            c.label,
+            c.utility.macro_f1,
+            c.utility.flow_macro_f1,
+            c.privacy.as_ref().map_or("–".into(), |p| format!("{:.2}", p.epsilon)),
+            a.map_or("–".into(), |a| format!("{:.3}", a.auc)),
+            a.map_or("–".into(), |a| format!("{:.3}", a.tpr_at_1pct_fpr)),
+        );
+    }
+    if let Some(c) = r.cells.first() {
+        println!(
+            "header-only baseline (protocol and ports): macro-F1 {:.3}; attack AUC 0.5 is chance",
+            c.utility.baseline_macro_f1
+        );
+    }
 }

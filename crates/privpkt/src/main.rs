@@ -14,11 +14,15 @@ mod cmd_inspect;
 mod cmd_plot;
 mod cmd_prepare;
 mod cmd_privacy;
+mod cmd_report;
 mod cmd_synth;
 mod cmd_train;
 mod demo;
 mod dpargs;
+mod experiment;
 mod plots;
+mod report;
+mod results;
 mod ui;
 
 #[derive(Parser)]
@@ -62,7 +66,12 @@ enum Cmd {
     Audit(cmd_audit::AuditArgs),
     /// Draw a line chart with error bars from a JSON description (for experiment sweeps).
     Plot(cmd_plot::PlotArgs),
-    /// Run the whole pipeline on an embedded default (synthetic traffic), end to end.
+    /// Sweep ε, organisations, partition, model and seed from a plan.toml: CSV, plots, report.html (resumable).
+    Experiment(experiment::ExperimentArgs),
+    /// Rebuild report.html (self-contained, plots inline) from an experiment's results.json.
+    Report(cmd_report::ReportArgs),
+    /// The whole pipeline on an embedded default: synthetic traffic → 3 organisations → centralised,
+    /// FedAvg, FedAvg + DP → membership inference → report.html.
     Demo(demo::DemoArgs),
 }
 
@@ -88,6 +97,8 @@ fn main() -> ExitCode {
         Cmd::Attack(a) => cmd_attack::run(a),
         Cmd::Audit(a) => cmd_audit::run(a),
         Cmd::Plot(a) => cmd_plot::run(a),
+        Cmd::Experiment(a) => experiment::run(a),
+        Cmd::Report(a) => cmd_report::run(a),
         Cmd::Demo(a) => demo::run(a),
     };
     match r {

@@ -88,6 +88,19 @@ pub fn render(path: &Path, fmt: ImageFormat, size: (u32, u32), fig: &impl Figure
     Ok(())
 }
 
+/// Draw `fig` as an SVG document in memory (for pages that inline their plots).
+pub fn svg_string(size: (u32, u32), fig: &impl Figure) -> Result<String> {
+    ensure_font();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        fig.draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(out)
+}
+
 /// Per-class packet-size histograms as small multiples: `hists[c]` counts sizes in equal bins
 /// over 0..=1500 bytes.
 pub struct SizeHistograms {
@@ -254,12 +267,13 @@ impl Figure for ConfusionPlot {
     {
         use plotters::style::text_anchor::{HPos, Pos, VPos};
         let n = self.classes.len().max(1);
-        let label_px = 14 + 7 * self.classes.iter().map(|c| c.len()).max().unwrap_or(4) as u32;
+        let label_px = 16 + 8 * self.classes.iter().map(|c| c.len()).max().unwrap_or(4) as u32;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(label_px)
-            .y_label_area_size(label_px)
+            // Room for the rotated "true" beside the longest class name.
+            .y_label_area_size(label_px + 16)
             .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
             .map_err(|e| anyhow!("{e:?}"))?;
         let name = |v: &SegmentValue<usize>, flip: bool| match v {
@@ -276,9 +290,10 @@ impl Figure for ConfusionPlot {
             .y_labels(n)
             .x_desc("predicted")
             .y_desc("true")
+            .axis_desc_style(("sans-serif", 16))
             .x_label_formatter(&|_| String::new())
             .y_label_formatter(&|v| name(v, true))
-            .y_label_style(("sans-serif", 12))
+            .y_label_style(("sans-serif", 14))
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
         let m = &self.matrix;
@@ -316,7 +331,7 @@ impl Figure for ConfusionPlot {
             root.draw(&Text::new(
                 self.classes.get(p).cloned().unwrap_or_default(),
                 (x - 6, y + 6),
-                ("sans-serif", 12)
+                ("sans-serif", 14)
                     .into_font()
                     .transform(FontTransform::Rotate90)
                     .color(&BLACK),
@@ -331,35 +346,12 @@ impl Figure for ConfusionPlot {
                     Text::new(
                         m[t][p].to_string(),
                         (SegmentValue::CenterOf(p), SegmentValue::CenterOf(n - 1 - t)),
-                        ("sans-serif", 12).into_font().color(&color).pos(center),
+                        ("sans-serif", 14).into_font().color(&color).pos(center),
                     )
                 }))
                 .map_err(|e| anyhow!("{e:?}"))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confusion_plot_renders_both_formats() {
-        let d = tempfile::tempdir().unwrap();
-        let fig = ConfusionPlot {
-            title: "test".into(),
-            classes: vec!["chat".into(), "streaming".into(), "vpn_voip".into()],
-            matrix: vec![vec![50, 3, 0], vec![4, 40, 6], vec![0, 0, 12]],
-        };
-        render(&d.path().join("c.png"), ImageFormat::Png, (500, 500), &fig).unwrap();
-        render(&d.path().join("c.svg"), ImageFormat::Svg, (500, 500), &fig).unwrap();
-        let svg = std::fs::read_to_string(d.path().join("c.svg")).unwrap();
-        assert!(
-            svg.contains("vpn_voip") && svg.contains(">\n40\n<"),
-            "class names and counts drawn"
-        );
-        assert!(std::fs::metadata(d.path().join("c.png")).unwrap().len() > 1000);
     }
 }
 
@@ -421,6 +413,17 @@ impl Figure for LineChart {
     where
         DB::ErrorType: 'static,
     {
+        self.draw_with_legend(root, true)
+    }
+}
+
+impl LineChart {
+    /// Draw with the legend inside the chart, or with none (a figure that draws its own legend
+    /// below several panels).
+    fn draw_with_legend<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, legend: bool) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
         let [y0, y1] = self.y_range.unwrap_or([0.0, 1.0]);
         let n = self.x.len();
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
@@ -447,7 +450,8 @@ impl Figure for LineChart {
             .light_line_style(RGBColor(246, 246, 246))
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .label_style(("sans-serif", 14))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(e)?;
         if let Some(r) = &self.reference {
@@ -485,14 +489,16 @@ impl Figure for LineChart {
             });
             chart.draw_series(bars).map_err(e)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(e)?;
+        if legend {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 15))
+                .draw()
+                .map_err(e)?;
+        }
         Ok(())
     }
 }
@@ -539,7 +545,7 @@ impl Figure for RocPlot {
             .fold(1.0f64, f64::min);
         let lo = 10f64.powf((smallest.log10() - 0.5).floor()).clamp(1e-6, 1e-2);
         let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 18))
+            .caption(&self.title, ("sans-serif", 20))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(56)
@@ -552,7 +558,8 @@ impl Figure for RocPlot {
             .y_desc("true-positive rate")
             .x_label_formatter(&decade)
             .y_label_formatter(&decade)
-            .label_style(("sans-serif", 13))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(e)?;
         let grey = RGBColor(150, 150, 150);
@@ -585,9 +592,412 @@ impl Figure for RocPlot {
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 13))
+            .label_font(("sans-serif", 15))
             .draw()
             .map_err(e)?;
         Ok(())
+    }
+}
+
+/// One entry of a legend drawn below a figure's panels.
+struct LegendEntry {
+    name: String,
+    color: RGBColor,
+    /// A dashed reference line rather than a data line with markers.
+    dashed: bool,
+}
+
+const LEGEND_ROW: i32 = 24;
+const LEGEND_FONT: u32 = 16;
+
+/// Entries laid out left to right, wrapped at `width`: each entry's (row, x).
+fn legend_layout<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, entries: &[LegendEntry]) -> Vec<(i32, i32)> {
+    let width = root.dim_in_pixel().0 as i32;
+    let font: TextStyle = ("sans-serif", LEGEND_FONT).into();
+    let (mut row, mut x) = (0, 16);
+    let mut out = Vec::with_capacity(entries.len());
+    for en in entries {
+        let text_w = root
+            .estimate_text_size(&en.name, &font)
+            .map(|(w, _)| w as i32)
+            .unwrap_or(8 * en.name.chars().count() as i32);
+        let w = 30 + text_w + 26;
+        if x > 16 && x + w > width - 8 {
+            row += 1;
+            x = 16;
+        }
+        out.push((row, x));
+        x += w;
+    }
+    out
+}
+
+/// Split off a legend strip at the bottom of `root` (so the panels' data is never covered,
+/// whatever its shape), draw the entries there and return the area left for the panels.
+fn with_bottom_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> Result<DrawingArea<DB, Shift>>
+where
+    DB::ErrorType: 'static,
+{
+    if entries.is_empty() {
+        return Ok(root.clone());
+    }
+    let layout = legend_layout(root, entries);
+    let rows = layout.iter().map(|&(r, _)| r).max().unwrap_or(0) + 1;
+    let height = root.dim_in_pixel().1 as i32;
+    let (top, strip) = root.split_vertically(height - rows * LEGEND_ROW - 10);
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
+    for (en, &(row, x)) in entries.iter().zip(&layout) {
+        let y = 4 + row * LEGEND_ROW + LEGEND_ROW / 2;
+        if en.dashed {
+            for seg in [(x, x + 7), (x + 11, x + 18), (x + 22, x + 26)] {
+                strip
+                    .draw(&PathElement::new(
+                        vec![(seg.0, y), (seg.1, y)],
+                        en.color.stroke_width(2),
+                    ))
+                    .map_err(e)?;
+            }
+        } else {
+            strip
+                .draw(&PathElement::new(vec![(x, y), (x + 26, y)], en.color.stroke_width(2)))
+                .map_err(e)?;
+            strip.draw(&Circle::new((x + 13, y), 4, en.color.filled())).map_err(e)?;
+        }
+        strip
+            .draw(&Text::new(
+                en.name.clone(),
+                (x + 32, y - LEGEND_FONT as i32 / 2 - 1),
+                ("sans-serif", LEGEND_FONT).into_font().color(&BLACK),
+            ))
+            .map_err(e)?;
+    }
+    Ok(top)
+}
+
+/// The privacy–utility–leakage trade-off: test macro-F1 (left) and membership-inference AUC
+/// (right) over the privacy budget, one line per configuration with the same colour in both
+/// panels, and one legend below both so neither panel's data is hidden behind it.
+#[derive(Debug, Clone)]
+pub struct TradeoffPlot {
+    pub title: String,
+    pub utility: LineChart,
+    pub leakage: LineChart,
+}
+
+impl Figure for TradeoffPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let root = root
+            .titled(&self.title, ("sans-serif", 22))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let grey = RGBColor(120, 120, 120);
+        let entries: Vec<LegendEntry> = self
+            .utility
+            .series
+            .iter()
+            .enumerate()
+            .map(|(k, s)| LegendEntry {
+                name: s.name.clone(),
+                color: class_color(k),
+                dashed: false,
+            })
+            .chain(
+                [&self.utility.reference, &self.leakage.reference]
+                    .into_iter()
+                    .flatten()
+                    .map(|r| LegendEntry {
+                        name: r.label.clone(),
+                        color: grey,
+                        dashed: true,
+                    }),
+            )
+            .collect();
+        let top = with_bottom_legend(&root, &entries)?;
+        let (w, _) = top.dim_in_pixel();
+        let (left, right) = top.split_horizontally(w / 2);
+        self.utility.draw_with_legend(&left, false)?;
+        self.leakage.draw_with_legend(&right, false)?;
+        Ok(())
+    }
+}
+
+/// [`TradeoffPlot`] of an experiment's summary: x = the distinct ε targets ascending, then
+/// `no DP`; one line per [`SummaryRow::group`](crate::results::SummaryRow::group); mean ± std
+/// over seeds (bars only where there are several seeds). The left panel's dashed line is the
+/// header-only baseline (mean over cells), the right panel's is chance (AUC 0.5) for the first
+/// attack of the settings. `None` without summary rows.
+pub fn tradeoff_plot(r: &crate::results::Results) -> Option<TradeoffPlot> {
+    use crate::results::{trim_float, SummaryRow};
+    if r.summary.is_empty() {
+        return None;
+    }
+    let mut eps: Vec<f64> = r.summary.iter().filter_map(|s| s.epsilon_target).collect();
+    eps.sort_by(f64::total_cmp);
+    eps.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    let no_dp = r.summary.iter().any(|s| s.epsilon_target.is_none());
+    let mut x: Vec<String> = eps.iter().map(|e| format!("ε={}", trim_float(*e))).collect();
+    if no_dp {
+        x.push("no DP".into());
+    }
+    let pos = |s: &SummaryRow| match s.epsilon_target {
+        Some(e) => eps.iter().position(|v| v.to_bits() == e.to_bits()),
+        None => Some(eps.len()),
+    };
+    let groups = summary_groups(r);
+    let attack = r.settings.attacks.first().cloned().or_else(|| {
+        r.summary
+            .iter()
+            .flat_map(|s| &s.attacks)
+            .map(|a| a.attack.clone())
+            .next()
+    });
+    let series = |value: &dyn Fn(&SummaryRow) -> Option<crate::results::Stat>| -> Vec<Series> {
+        groups
+            .iter()
+            .map(|g| {
+                let mut mean = vec![None; x.len()];
+                let mut std = vec![None; x.len()];
+                for s in r.summary.iter().filter(|s| s.group == *g) {
+                    if let (Some(i), Some(st)) = (pos(s), value(s)) {
+                        if st.mean.is_finite() {
+                            mean[i] = Some(st.mean);
+                            std[i] = (s.seeds.len() > 1 && st.std.is_finite()).then_some(st.std);
+                        }
+                    }
+                }
+                Series {
+                    name: g.to_string(),
+                    mean,
+                    std,
+                }
+            })
+            .collect()
+    };
+    let utility = series(&|s| Some(s.macro_f1));
+    let leakage = series(&|s| {
+        let a = attack.as_deref()?;
+        s.attacks.iter().find(|x| x.attack == a).map(|x| x.auc)
+    });
+    let baselines: Vec<f64> = r
+        .cells
+        .iter()
+        .map(|c| c.utility.baseline_macro_f1)
+        .filter(|v| v.is_finite())
+        .collect();
+    let baseline = (!baselines.is_empty()).then(|| baselines.iter().sum::<f64>() / baselines.len() as f64);
+    // AUC: keep chance and every bar in view without flattening the differences into [0, 1].
+    let (lo, hi) = leakage
+        .iter()
+        .flat_map(|s| s.mean.iter().zip(&s.std))
+        .filter_map(|(m, sd)| m.map(|m| (m - sd.unwrap_or(0.0), m + sd.unwrap_or(0.0))))
+        .fold((0.45f64, 0.7f64), |(lo, hi), (a, b)| {
+            (lo.min(a - 0.03), hi.max(b + 0.03))
+        });
+    let x_label = "privacy budget per organisation".to_string();
+    let attack_name = attack.unwrap_or_else(|| "none".into());
+    Some(TradeoffPlot {
+        title: "Privacy–utility–leakage trade-off (mean ± std over seeds)".into(),
+        utility: LineChart {
+            title: "test macro-F1".into(),
+            x_label: x_label.clone(),
+            y_label: "macro-F1".into(),
+            x: x.clone(),
+            series: utility,
+            reference: baseline.map(|b| RefLine {
+                y: b,
+                label: format!("header-only baseline macro-F1 ({})", crate::results::fmt3(b)),
+            }),
+            y_range: Some([0.0, 1.0]),
+        },
+        leakage: LineChart {
+            title: format!("membership-inference AUC ({attack_name} attack)"),
+            x_label,
+            y_label: "attack AUC".into(),
+            x,
+            series: leakage,
+            reference: Some(RefLine {
+                y: 0.5,
+                label: "chance AUC (0.5)".into(),
+            }),
+            y_range: Some([lo.max(0.0), hi.min(1.0)]),
+        },
+    })
+}
+
+/// The trade-off plot's lines in order: line `k` is drawn in `class_color(k)`.
+pub fn summary_groups(r: &crate::results::Results) -> Vec<&str> {
+    let mut groups: Vec<&str> = Vec::new();
+    for s in &r.summary {
+        if !groups.contains(&s.group.as_str()) {
+            groups.push(&s.group);
+        }
+    }
+    groups
+}
+
+/// One learning curve of a [`CurvesPlot`].
+#[derive(Debug, Clone)]
+pub struct CurveLine {
+    pub name: String,
+    /// Index into [`class_color`], so a curve can keep the colour its run has elsewhere.
+    pub color: usize,
+    /// (epoch or round, score).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel of a [`CurvesPlot`].
+#[derive(Debug, Clone)]
+pub struct CurvePanel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub lines: Vec<CurveLine>,
+}
+
+/// Learning curves in panels side by side (curves measured differently, such as validation
+/// F1 per epoch and test F1 per round, belong in different panels), with one legend below.
+#[derive(Debug, Clone)]
+pub struct CurvesPlot {
+    pub title: String,
+    pub panels: Vec<CurvePanel>,
+}
+
+impl Figure for CurvesPlot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
+        let root = root.titled(&self.title, ("sans-serif", 22)).map_err(e)?;
+        let entries: Vec<LegendEntry> = self
+            .panels
+            .iter()
+            .flat_map(|p| &p.lines)
+            .map(|l| LegendEntry {
+                name: l.name.clone(),
+                color: class_color(l.color),
+                dashed: false,
+            })
+            .collect();
+        let top = with_bottom_legend(&root, &entries)?;
+        let areas = top.split_evenly((1, self.panels.len().max(1)));
+        for (p, area) in self.panels.iter().zip(&areas) {
+            let steps = p
+                .lines
+                .iter()
+                .flat_map(|l| &l.points)
+                .map(|&(x, _)| x)
+                .fold(1.0f64, f64::max);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&p.title, ("sans-serif", 20))
+                .margin(16)
+                .x_label_area_size(44)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0.5f64..steps + 0.5, 0.0f64..1.0)
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_labels((steps as usize).min(12))
+                .x_label_formatter(&|v| {
+                    if (v - v.round()).abs() < 1e-6 {
+                        format!("{}", v.round())
+                    } else {
+                        String::new()
+                    }
+                })
+                .light_line_style(RGBColor(246, 246, 246))
+                .x_desc(&p.x_label)
+                .y_desc(&p.y_label)
+                .label_style(("sans-serif", 15))
+                .axis_desc_style(("sans-serif", 16))
+                .draw()
+                .map_err(e)?;
+            for l in &p.lines {
+                let c = class_color(l.color);
+                chart
+                    .draw_series(LineSeries::new(l.points.clone(), c.stroke_width(2)))
+                    .map_err(e)?;
+                chart
+                    .draw_series(l.points.iter().map(|&pt| Circle::new(pt, 3, c.filled())))
+                    .map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_plot_renders_both_formats() {
+        let d = tempfile::tempdir().unwrap();
+        let fig = ConfusionPlot {
+            title: "test".into(),
+            classes: vec!["chat".into(), "streaming".into(), "vpn_voip".into()],
+            matrix: vec![vec![50, 3, 0], vec![4, 40, 6], vec![0, 0, 12]],
+        };
+        render(&d.path().join("c.png"), ImageFormat::Png, (500, 500), &fig).unwrap();
+        render(&d.path().join("c.svg"), ImageFormat::Svg, (500, 500), &fig).unwrap();
+        let svg = std::fs::read_to_string(d.path().join("c.svg")).unwrap();
+        assert!(
+            svg.contains("vpn_voip") && svg.contains(">\n40\n<"),
+            "class names and counts drawn"
+        );
+        assert!(std::fs::metadata(d.path().join("c.png")).unwrap().len() > 1000);
+    }
+
+    #[test]
+    fn tradeoff_plot_of_a_summary() {
+        let mut r = crate::report::tests::fixture();
+        let p = tradeoff_plot(&r).unwrap();
+        assert_eq!(p.utility.x, ["ε=8", "no DP"]);
+        let names: Vec<&str> = p.utility.series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["centralised, sae", "FedAvg, 3 orgs (iid), sae"]);
+        assert_eq!(summary_groups(&r), names, "legend order = colour order");
+        let cen = &p.utility.series[0];
+        assert_eq!(cen.mean[0], None, "centralised ran without DP only");
+        assert!((cen.mean[1].unwrap() - (0.81234 + 0.79876) / 2.0).abs() < 1e-12);
+        assert!(cen.std[1].unwrap() > 0.0, "two seeds: an error bar");
+        assert_eq!(p.utility.series[1].std, [None, None], "one seed: no error bar");
+        assert!((p.utility.reference.as_ref().unwrap().y - 0.31234).abs() < 1e-12);
+        assert_eq!(p.leakage.reference.as_ref().unwrap().y, 0.5);
+        let [lo, hi] = p.leakage.y_range.unwrap();
+        assert!(lo < 0.5 && hi > 0.58, "chance and every AUC in view");
+        let svg = svg_string((1000, 460), &p).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("chance AUC (0.5)") && svg.contains("ε=8"));
+        assert!(svg.matches("<polyline").count() >= 4, "four data lines at least");
+        r.summary.clear();
+        assert!(tradeoff_plot(&r).is_none());
+    }
+
+    #[test]
+    fn curves_plot_renders() {
+        let fig = CurvesPlot {
+            title: "curves".into(),
+            panels: vec![CurvePanel {
+                title: "a".into(),
+                x_label: "epoch".into(),
+                y_label: "macro-F1".into(),
+                lines: vec![CurveLine {
+                    name: "run <1>".into(),
+                    color: 3,
+                    points: vec![(1.0, 0.2), (2.0, 0.5), (3.0, 0.6)],
+                }],
+            }],
+        };
+        let svg = svg_string((600, 400), &fig).unwrap();
+        assert!(svg.contains("run &lt;1&gt;"), "legend text escaped");
+        let c = class_color(3);
+        assert!(
+            svg.contains(&format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)),
+            "the line's own colour"
+        );
     }
 }

@@ -77,6 +77,15 @@ pub fn say(bar: &ProgressBar, msg: impl AsRef<str>) {
     }
 }
 
+/// The command line as a user would type it again (`privpkt ...`, whatever the binary's path),
+/// for the record in results files.
+pub fn command_line() -> String {
+    std::iter::once("privpkt".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

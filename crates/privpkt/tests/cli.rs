@@ -132,23 +132,6 @@ fn privacy_json_has_a_key_per_accountant() {
 }
 
 #[test]
-fn demo_runs_end_to_end() {
-    let d = tempfile::tempdir().unwrap();
-    // Training is covered by train_eval_classify_roundtrip; debug builds would make it slow here.
-    let o = privpkt(&["demo", "--out", "demo", "--no-train"], d.path());
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("demo finished"), "{out}");
-    for f in [
-        "dataset-deeppacket/manifest.json",
-        "dataset-flowpic/manifest.json",
-        "dataset-flowpic/plots/flowpics.png",
-    ] {
-        assert!(d.path().join("demo").join(f).exists(), "{f}");
-    }
-}
-
-#[test]
 fn train_eval_classify_roundtrip() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();

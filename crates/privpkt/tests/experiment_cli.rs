@@ -1,0 +1,206 @@
+//! `privpkt experiment` and `privpkt demo` as a user runs them: the outputs, resuming, and
+//! refusing bad plans with the reason.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn privpkt(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_privpkt"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("runs")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const PLAN: &str = r#"
+title = "tiny sweep"
+[data]
+synthetic = { seed = 7, captures_per_class = 1, flows_per_capture = 8 }
+max_per_flow = 8
+[train]
+epochs = 2
+rounds = 2
+batch_size = 16
+[attack]
+kinds = ["loss"]
+[sweep]
+setting = ["centralised", "fedavg"]
+organisations = [2]
+partition = ["iid"]
+epsilon = ["none", 4]
+model = ["sae"]
+seed = [1, 2]
+"#;
+
+#[test]
+fn experiment_writes_table_plot_report_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(p.join("plan.toml"), PLAN).unwrap();
+    // Half the sweep, then the rest: an interrupted sweep continues where it stopped.
+    let first = ok(&privpkt(&["experiment", "plan.toml", "--limit", "4"], p));
+    assert!(first.contains("8 cells, 0 done before, 8 to run"), "{first}");
+    assert!(first.contains("4 cells still to run"), "{first}");
+    let partial: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("plan/results.json")).unwrap()).unwrap();
+    assert_eq!(partial["cells"].as_array().unwrap().len(), 4);
+    let list = ok(&privpkt(&["experiment", "plan.toml", "--list"], p));
+    assert_eq!(list.matches("done  ").count(), 4, "{list}");
+    assert_eq!(list.matches("to do ").count(), 4, "{list}");
+    let second = ok(&privpkt(&["experiment", "plan.toml"], p));
+    assert!(second.contains("8 cells, 4 done before, 4 to run"), "{second}");
+    let out = p.join("plan");
+    for f in [
+        "results.json",
+        "results.csv",
+        "privacy-utility.png",
+        "privacy-utility.svg",
+        "report.html",
+        "data/dataset/manifest.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cells = r["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 8);
+    for c in cells {
+        let f1 = c["utility"]["macro_f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{c}");
+        let auc = c["attacks"][0]["auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{c}");
+        match c["epsilon_target"].as_f64() {
+            // The accountant never spends more than the budget.
+            Some(target) => assert!(c["privacy"]["epsilon"].as_f64().unwrap() <= target + 1e-9, "{c}"),
+            None => assert!(c["privacy"].is_null(), "{c}"),
+        }
+        assert!(out.join(c["model_file"].as_str().unwrap()).exists());
+    }
+    // Centralised (2 ε × 2 seeds) and FedAvg (2 ε × 2 seeds): four configurations over two seeds.
+    let summary = r["summary"].as_array().unwrap();
+    assert_eq!(summary.len(), 4);
+    assert!(summary.iter().all(|s| s["seeds"] == serde_json::json!([1, 2])));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert!(csv.lines().next().unwrap().contains("auc_loss"));
+    // A rerun reuses every cell and gives the same results.
+    let third = ok(&privpkt(&["experiment", "plan.toml"], p));
+    assert!(third.contains("8 cells, 8 done before, 0 to run"), "{third}");
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(again["cells"], r["cells"]);
+    // Another seed joins without rerunning the others.
+    std::fs::write(p.join("plan.toml"), PLAN.replace("seed = [1, 2]", "seed = [1, 2, 3]")).unwrap();
+    let list = ok(&privpkt(&["experiment", "plan.toml", "--list"], p));
+    assert_eq!(list.matches("done  ").count(), 8, "{list}");
+    assert_eq!(list.matches("to do ").count(), 4, "{list}");
+}
+
+#[test]
+fn same_plan_same_seed_same_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let plan = PLAN
+        .replace("setting = [\"centralised\", \"fedavg\"]", "setting = [\"fedavg\"]")
+        .replace("epsilon = [\"none\", 4]", "epsilon = [4]")
+        .replace("seed = [1, 2]", "seed = [5]");
+    std::fs::write(p.join("plan.toml"), &plan).unwrap();
+    ok(&privpkt(&["experiment", "plan.toml", "--out", "a"], p));
+    ok(&privpkt(&["experiment", "plan.toml", "--out", "b"], p));
+    let cells = |dir: &str| -> serde_json::Value {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join(dir).join("results.json")).unwrap()).unwrap();
+        for c in v["cells"].as_array_mut().unwrap() {
+            // Timings vary; ids and paths key on the dataset's manifest, which names its folder.
+            for k in ["train_seconds", "attack_seconds", "id", "model_file"] {
+                c[k] = serde_json::Value::Null;
+            }
+        }
+        v["cells"].clone()
+    };
+    assert_eq!(cells("a"), cells("b"), "DP noise, partition and attack are all seeded");
+}
+
+#[test]
+fn bad_plans_name_the_file_and_the_problem() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(p.join("typo.toml"), "[data]\nsynthetic = {}\n[sweep]\nepsilons = [1]\n").unwrap();
+    let o = privpkt(&["experiment", "typo.toml"], p);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("typo.toml") && err.contains("epsilons"), "{err}");
+    let o = privpkt(&["experiment", "missing.toml"], p);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
+    std::fs::write(p.join("nodata.toml"), "[data]\ndataset = \"nowhere\"\n").unwrap();
+    let o = privpkt(&["experiment", "nodata.toml"], p);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"));
+}
+
+#[test]
+fn demo_on_a_small_default_writes_the_report() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let out = ok(&privpkt(
+        &[
+            "demo",
+            "--out",
+            "demo",
+            "--flows-per-capture",
+            "6",
+            "--epochs",
+            "1",
+            "--max-per-flow",
+            "4",
+            "--batch-size",
+            "8",
+        ],
+        p,
+    ));
+    assert!(out.contains("demo finished"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("demo/results.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = r["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "centralised, sae, no DP",
+            "FedAvg, 3 orgs (iid), sae, no DP",
+            "FedAvg, 3 orgs (iid), sae, ε = 1",
+            "FedAvg, 3 orgs (iid), sae, ε = 8"
+        ]
+    );
+    assert!(p.join("demo/report.html").exists());
+}
+
+/// The full demo as the README runs it (release build: `cargo test --release -- --ignored demo_full`):
+/// it must finish within its 10-minute promise.
+#[test]
+#[ignore]
+fn demo_full_within_ten_minutes() {
+    let d = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let out = ok(&privpkt(&["demo", "--out", "demo"], d.path()));
+    let s = t.elapsed().as_secs_f64();
+    assert!(s < 600.0, "the demo took {s:.0} s\n{out}");
+}
