@@ -1,20 +1,8 @@
 //! `privpkt attack` and `privpkt audit` as scripts use them: JSON shapes, plots, refusals.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn privpkt(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_privpkt"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{ok, privpkt};
 
 #[test]
 fn attack_and_audit_from_the_command_line() {

@@ -1,20 +1,8 @@
 //! The `privpkt` binary as scripts use it: exit codes, JSON shapes, error messages.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn privpkt(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_privpkt"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
-}
+use common::{json, privpkt};
 
 #[test]
 fn synth_prepare_inspect_json() {

@@ -1,50 +1,9 @@
 //! `privpkt experiment` and `privpkt demo` as a user runs them: the outputs, resuming, and
 //! refusing bad plans with the reason.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn privpkt(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_privpkt"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("runs")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-const PLAN: &str = r#"
-title = "tiny sweep"
-[data]
-synthetic = { seed = 7, captures_per_class = 1, flows_per_capture = 8 }
-max_per_flow = 8
-[train]
-epochs = 2
-rounds = 2
-batch_size = 16
-[attack]
-kinds = ["loss"]
-[sweep]
-setting = ["centralised", "fedavg"]
-organisations = [2]
-partition = ["iid"]
-epsilon = ["none", 4]
-model = ["sae"]
-seed = [1, 2]
-"#;
+use common::{ok_all as ok, privpkt, TINY_PLAN as PLAN};
 
 #[test]
 fn experiment_writes_table_plot_report_and_resumes() {
@@ -116,7 +75,7 @@ fn same_plan_same_seed_same_numbers() {
     let p = d.path();
     let plan = PLAN
         .replace("setting = [\"centralised\", \"fedavg\"]", "setting = [\"fedavg\"]")
-        .replace("epsilon = [\"none\", 4]", "epsilon = [4]")
+        .replace("epsilon = [\"none\", 8]", "epsilon = [8]")
         .replace("seed = [1, 2]", "seed = [5]");
     std::fs::write(p.join("plan.toml"), &plan).unwrap();
     ok(&privpkt(&["experiment", "plan.toml", "--out", "a"], p));

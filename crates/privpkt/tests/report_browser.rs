@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+mod common;
 #[path = "../src/results.rs"]
 #[allow(dead_code)]
 mod results;
@@ -27,29 +28,6 @@ use results::{fmt3, Results, Stat};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WINDOW: (u32, u32) = (1400, 2000);
-
-/// The plan of the brief: both settings, with and without DP, one seed (about 10 s on 2 cores).
-/// `batch_size` is small because DP-SGD needs the expected batch to fit in each organisation's
-/// few flows. The `<script>` in the title checks escaping end to end.
-const PLAN: &str = r#"title = "tiny <script>"
-[data]
-synthetic = { seed = 7, captures_per_class = 1, flows_per_capture = 8 }
-max_per_flow = 8
-[train]
-epochs = 2
-rounds = 2
-local_epochs = 1
-batch_size = 4
-[attack]
-kinds = ["loss"]
-[sweep]
-setting = ["centralised", "fedavg"]
-organisations = [3]
-partition = ["iid"]
-epsilon = ["none", 8]
-model = ["sae"]
-seed = [1]
-"#;
 
 /// chromedriver and its browser session, both ended on drop (also when an assertion fails).
 struct Driver {
@@ -318,25 +296,16 @@ fn report_in_a_real_browser() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let plan = tmp.path().join("plan.toml");
-    std::fs::write(&plan, PLAN).unwrap();
+    std::fs::write(&plan, common::TINY_PLAN).unwrap();
     let out = tmp.path().join("exp");
-    let run = Command::new(env!("CARGO_BIN_EXE_privpkt"))
-        .arg("experiment")
-        .arg(&plan)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run privpkt experiment");
-    assert!(
-        run.status.success(),
-        "privpkt experiment failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    common::ok(&common::privpkt(
+        &["experiment", "plan.toml", "--out", "exp"],
+        tmp.path(),
+    ));
     let experiment_s = t0.elapsed().as_secs_f64();
     let results: Results =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).expect("results.json parses");
-    assert_eq!(results.cells.len(), 4, "the plan has four cells");
+    assert_eq!(results.cells.len(), 8, "the plan has eight cells");
     assert!(
         results.summary.iter().any(|s| s.epsilon.is_some()),
         "a DP configuration"
