@@ -5,13 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_attack::{run_attack, AttackConfig, AttackEvent, AttackKind, AttackReport, MemberUnit, Target};
 use privpkt_dataset::Dataset;
 use privpkt_nn::load_model;
 
 use crate::plots::{render, ImageFormat, RocPlot, RocSeries};
-use crate::ui::say;
+use crate::ui::{json_to_stdout, progress_bar, say, write_json_report};
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum AttackArg {
@@ -106,15 +105,11 @@ pub fn run(a: AttackArgs) -> Result<()> {
         seed: a.seed,
         federated_client: a.federated_client,
     };
-    let to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let bar = ProgressBar::new(0);
-    if to_stdout {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let to_stdout = json_to_stdout(a.json.as_deref());
+    let bar = progress_bar(
+        0,
+        "{prefix:>12} [{bar:30}] {pos}/{len} {msg} elapsed {elapsed} eta {eta}",
+        to_stdout,
     );
     bar.set_prefix("shadows");
     let done = AtomicUsize::new(0);
@@ -180,12 +175,7 @@ pub fn run(a: AttackArgs) -> Result<()> {
         )
         .with_context(|| format!("{}: cannot draw the ROC curve", p.display()))?;
     }
-    let json = serde_json::to_string_pretty(&report)?;
-    match &a.json {
-        Some(_) if to_stdout => println!("{json}"),
-        Some(p) => std::fs::write(p, json).with_context(|| format!("{}: cannot write", p.display()))?,
-        None => {}
-    }
+    write_json_report(a.json.as_deref(), &report)?;
     if !to_stdout {
         print_summary(&report);
         for p in [&a.json, &a.roc].into_iter().flatten() {

@@ -3,17 +3,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_attack::audit::{run_audit, AuditConfig, AuditEvent, AuditReport};
 use privpkt_dataset::Dataset;
 use privpkt_nn::dp::BrokenDp;
-use privpkt_nn::{Arch, Optimizer, TrainConfig};
+use privpkt_nn::{Arch, TrainConfig};
 
-use crate::cmd_train::OptArg;
 use crate::dpargs::DpSettings;
-use crate::ui::say;
+use crate::trainargs::{arch_or_default, OptArg};
+use crate::ui::{json_to_stdout, progress_bar, say, write_json_report};
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum BreakArg {
@@ -86,12 +85,8 @@ pub struct AuditArgs {
 
 fn train_config(a: &AuditArgs, ds: &Dataset) -> Result<TrainConfig> {
     let dp = Some(a.dp.config(true)?);
-    let arch = a.arch.unwrap_or_else(|| Arch::default_for(&ds.manifest.extract.repr));
     let cfg = TrainConfig {
-        optimizer: match a.optimizer {
-            OptArg::Adam => Optimizer::Adam,
-            OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
-        },
+        optimizer: a.optimizer.to_optimizer(a.momentum),
         lr: a.lr,
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -100,7 +95,7 @@ fn train_config(a: &AuditArgs, ds: &Dataset) -> Result<TrainConfig> {
         sae_pretrain_epochs: 0,
         max_train_samples: a.max_train_samples,
         dp,
-        ..TrainConfig::new(arch)
+        ..TrainConfig::new(arch_or_default(a.arch, ds))
     };
     cfg.validate()?;
     Ok(cfg)
@@ -113,7 +108,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         BreakArg::Noise => BrokenDp::Noise,
         BreakArg::Clipping => BrokenDp::Clipping,
     });
-    let to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let to_stdout = json_to_stdout(a.json.as_deref());
     if let Some(b) = broken {
         eprintln!(
             "warning: --break {}: DP-SGD runs with its {} switched off, to validate the audit; these runs are NOT private",
@@ -126,14 +121,10 @@ pub fn run(a: AuditArgs) -> Result<()> {
         p.push(".audit-work");
         PathBuf::from(p)
     });
-    let bar = ProgressBar::new(0);
-    if to_stdout {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} epochs {msg} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = progress_bar(
+        0,
+        "{prefix:>12} [{bar:30}] {pos}/{len} epochs {msg} eta {eta}",
+        to_stdout,
     );
     let report = run_audit(
         &ds,
@@ -168,12 +159,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let _ = std::fs::remove_dir(&work);
-    let json = serde_json::to_string_pretty(&report)?;
-    match &a.json {
-        Some(_) if to_stdout => println!("{json}"),
-        Some(p) => std::fs::write(p, json).with_context(|| format!("{}: cannot write", p.display()))?,
-        None => {}
-    }
+    write_json_report(a.json.as_deref(), &report)?;
     if !to_stdout {
         print_summary(&report);
     }

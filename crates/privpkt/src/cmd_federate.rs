@@ -4,15 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::partition::Scheme;
 use privpkt_dataset::Dataset;
 use privpkt_federated::{simulate, Aggregation, ClientDp, FedConfig, FedEvent};
-use privpkt_nn::{save_model, Arch, Optimizer, TrainConfig};
+use privpkt_nn::{save_model, Arch, TrainConfig};
 
-use crate::cmd_train::OptArg;
 use crate::dpargs::DpArgs;
 use crate::plots::{render, ImageFormat, LineChart, Series};
+use crate::trainargs::{arch_or_default, LocalOptimizerArgs};
+use crate::ui::progress_bar;
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -53,12 +53,8 @@ pub struct FederateArgs {
     /// Architecture (default by the dataset's representation, as for `train`).
     #[arg(long)]
     pub arch: Option<Arch>,
-    /// Local optimizer (fresh in every round, as in FedAvg).
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptArg,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
+    #[command(flatten)]
+    pub local: LocalOptimizerArgs,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 64)]
@@ -113,7 +109,7 @@ fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
 
 pub fn run(a: FederateArgs) -> Result<()> {
     let ds = Dataset::open(&a.dataset)?;
-    let arch = a.arch.unwrap_or_else(|| Arch::default_for(&ds.manifest.extract.repr));
+    let arch = arch_or_default(a.arch, &ds);
     let cfg = FedConfig {
         clients: a.clients,
         partition: a.partition.parse::<Scheme>()?,
@@ -124,10 +120,7 @@ pub fn run(a: FederateArgs) -> Result<()> {
         aggregation: a.aggregation.parse::<Aggregation>()?,
         train: TrainConfig {
             lr: a.lr,
-            optimizer: match a.optimizer {
-                OptArg::Adam => Optimizer::Adam,
-                OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
-            },
+            optimizer: a.local.optimizer(),
             batch_size: a.batch_size,
             seed: a.seed.unwrap_or(42),
             dp: a.dp.config(a.seed.is_some())?,
@@ -137,14 +130,10 @@ pub fn run(a: FederateArgs) -> Result<()> {
         },
         client_dp: client_dp(&a)?,
     };
-    let bar = ProgressBar::new(a.rounds as u64);
-    if a.json {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} rounds {msg} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = progress_bar(
+        a.rounds as u64,
+        "{prefix:>10} [{bar:30}] {pos}/{len} rounds {msg} eta {eta}",
+        a.json,
     );
     bar.set_prefix("federate");
     let say = |m: String| crate::ui::say(&bar, m);

@@ -14,10 +14,10 @@ use privpkt_flower::fleet::Node;
 use privpkt_flower::records::Metric;
 use privpkt_flower::trainer::{PrivpktTrainer, TrainerConfig};
 use privpkt_flower::{serve, Event, Fleet, FleetConfig, ServeOptions, Tls};
-use privpkt_nn::{Arch, Optimizer, TrainConfig};
+use privpkt_nn::{Arch, TrainConfig};
 
-use crate::cmd_train::OptArg;
 use crate::dpargs::DpArgs;
+use crate::trainargs::{arch_or_default, LocalOptimizerArgs};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -62,12 +62,8 @@ pub struct FlowerArgs {
     /// organisations must use the same.
     #[arg(long)]
     pub arch: Option<Arch>,
-    /// Local optimizer (fresh in every round, as in FedAvg).
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptArg,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
+    #[command(flatten)]
+    pub local: LocalOptimizerArgs,
     /// Learning rate (the server's `lr` config overrides it).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -101,13 +97,10 @@ pub struct FlowerArgs {
 }
 
 fn train_config(a: &FlowerArgs, ds: &Dataset, private: bool) -> Result<TrainConfig> {
-    let arch = a.arch.unwrap_or_else(|| Arch::default_for(&ds.manifest.extract.repr));
+    let arch = arch_or_default(a.arch, ds);
     let cfg = TrainConfig {
         lr: a.lr,
-        optimizer: match a.optimizer {
-            OptArg::Adam => Optimizer::Adam,
-            OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
-        },
+        optimizer: a.local.optimizer(),
         batch_size: a.batch_size,
         seed: a.seed.unwrap_or(42),
         dp: if private { a.dp.config(a.seed.is_some())? } else { None },

@@ -5,18 +5,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use privpkt_dataset::Dataset;
-use privpkt_nn::{save_model, train, Arch, Optimizer, Schedule, TrainConfig, TrainEvent};
+use privpkt_nn::{save_model, train, Arch, Schedule, TrainConfig, TrainEvent};
 
 use crate::dpargs::DpArgs;
-use crate::ui::say;
-
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
-pub enum OptArg {
-    Adam,
-    Sgd,
-}
+use crate::trainargs::{arch_or_default, OptArg};
+use crate::ui::{progress_bar, say};
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum ScheduleArg {
@@ -101,15 +95,8 @@ pub struct TrainArgs {
 }
 
 pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
-    let arch = match a.arch {
-        Some(x) => x,
-        None => Arch::default_for(&ds.manifest.extract.repr),
-    };
-    let mut cfg = TrainConfig::new(arch);
-    cfg.optimizer = match a.optimizer {
-        OptArg::Adam => Optimizer::Adam,
-        OptArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
-    };
+    let mut cfg = TrainConfig::new(arch_or_default(a.arch, ds));
+    cfg.optimizer = a.optimizer.to_optimizer(a.momentum);
     cfg.lr = a.lr;
     cfg.schedule = match a.schedule {
         ScheduleArg::Constant => Schedule::Constant,
@@ -143,15 +130,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         p.push(".work");
         PathBuf::from(p)
     });
-    let bar = ProgressBar::new(0);
-    if a.json {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(0, "{prefix:>12} [{bar:30}] {pos}/{len} {msg} eta {eta}", a.json);
     let t0 = Instant::now();
     let quiet = a.json;
     let outcome = train(&ds, &cfg, &work, a.resume, &|e| match e {

@@ -23,6 +23,7 @@ mod experiment;
 mod plots;
 mod report;
 mod results;
+mod trainargs;
 mod ui;
 
 #[derive(Parser)]

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
@@ -417,6 +419,62 @@ impl Figure for LineChart {
     }
 }
 
+/// A chart on the coordinates that `x` and `y` ranges make (what `build_cartesian_2d` returns).
+type RangedChart<'a, DB, X, Y> =
+    ChartContext<'a, DB, Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>>;
+
+/// The frame of the line figures (line chart, ROC, learning-curve panels): one caption size,
+/// margin and label areas, so that figures and panels side by side line up.
+fn line_frame<'a, DB, X, Y>(area: &DrawingArea<DB, Shift>, title: &str, x: X, y: Y) -> Result<RangedChart<'a, DB, X, Y>>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+{
+    ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| anyhow!("{e:?}"))
+}
+
+/// Axis titles and label fonts of the line figures; each figure adds its own ticks and grid.
+fn line_axes<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+    x_desc: &str,
+    y_desc: &str,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+}
+
+/// A legend entry's sample of a line drawn in `style`.
+fn legend_stroke(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
+/// The line figures' legend box, inside the plot at `position`, translucent over the data.
+fn draw_series_legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))
+}
+
 impl LineChart {
     /// Draw with the legend inside the chart, or with none (a figure that draws its own legend
     /// below several panels).
@@ -427,16 +485,9 @@ impl LineChart {
         let [y0, y1] = self.y_range.unwrap_or([0.0, 1.0]);
         let n = self.x.len();
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e:?}");
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 20))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)
-            .map_err(e)?;
+        let mut chart = line_frame(root, &self.title, -0.5f64..(n as f64 - 0.5), y0..y1)?;
         let labels = self.x.clone();
-        chart
-            .configure_mesh()
+        line_axes(&mut chart.configure_mesh(), &self.x_label, &self.y_label)
             .x_labels(n)
             .x_label_formatter(&|v| {
                 let i = v.round();
@@ -448,10 +499,6 @@ impl LineChart {
             })
             .disable_x_mesh()
             .light_line_style(RGBColor(246, 246, 246))
-            .x_desc(&self.x_label)
-            .y_desc(&self.y_label)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(e)?;
         if let Some(r) = &self.reference {
@@ -465,7 +512,7 @@ impl LineChart {
                 ))
                 .map_err(e)?
                 .label(&r.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+                .legend(legend_stroke(grey.stroke_width(2)));
         }
         for (k, s) in self.series.iter().enumerate() {
             let c = class_color(k);
@@ -479,7 +526,7 @@ impl LineChart {
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(e)?
                 .label(&s.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(legend_stroke(c.stroke_width(2)));
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(e)?;
@@ -490,14 +537,7 @@ impl LineChart {
             chart.draw_series(bars).map_err(e)?;
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 15))
-                .draw()
-                .map_err(e)?;
+            draw_series_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }
         Ok(())
     }
@@ -544,22 +584,11 @@ impl Figure for RocPlot {
             .filter(|&v| v > 0.0)
             .fold(1.0f64, f64::min);
         let lo = 10f64.powf((smallest.log10() - 0.5).floor()).clamp(1e-6, 1e-2);
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 20))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d((lo..1.0).log_scale(), (lo..1.0).log_scale())
-            .map_err(e)?;
-        chart
-            .configure_mesh()
+        let mut chart = line_frame(root, &self.title, (lo..1.0).log_scale(), (lo..1.0).log_scale())?;
+        line_axes(&mut chart.configure_mesh(), "false-positive rate", "true-positive rate")
             .light_line_style(RGBColor(240, 240, 240))
-            .x_desc("false-positive rate")
-            .y_desc("true-positive rate")
             .x_label_formatter(&decade)
             .y_label_formatter(&decade)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(e)?;
         let grey = RGBColor(150, 150, 150);
@@ -572,7 +601,7 @@ impl Figure for RocPlot {
             ))
             .map_err(e)?
             .label("chance")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+            .legend(legend_stroke(grey.stroke_width(1)));
         for (k, c) in self.curves.iter().enumerate() {
             let col = class_color(k);
             let pts: Vec<(f64, f64)> = c
@@ -585,17 +614,9 @@ impl Figure for RocPlot {
                 .draw_series(LineSeries::new(pts, col.stroke_width(2)))
                 .map_err(e)?
                 .label(&c.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+                .legend(legend_stroke(col.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(e)?;
-        Ok(())
+        draw_series_legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
 
@@ -893,15 +914,8 @@ impl Figure for CurvesPlot {
                 .flat_map(|l| &l.points)
                 .map(|&(x, _)| x)
                 .fold(1.0f64, f64::max);
-            let mut chart = ChartBuilder::on(area)
-                .caption(&p.title, ("sans-serif", 20))
-                .margin(16)
-                .x_label_area_size(44)
-                .y_label_area_size(56)
-                .build_cartesian_2d(0.5f64..steps + 0.5, 0.0f64..1.0)
-                .map_err(e)?;
-            chart
-                .configure_mesh()
+            let mut chart = line_frame(area, &p.title, 0.5f64..steps + 0.5, 0.0f64..1.0)?;
+            line_axes(&mut chart.configure_mesh(), &p.x_label, &p.y_label)
                 .x_labels((steps as usize).min(12))
                 .x_label_formatter(&|v| {
                     if (v - v.round()).abs() < 1e-6 {
@@ -911,10 +925,6 @@ impl Figure for CurvesPlot {
                     }
                 })
                 .light_line_style(RGBColor(246, 246, 246))
-                .x_desc(&p.x_label)
-                .y_desc(&p.y_label)
-                .label_style(("sans-serif", 15))
-                .axis_desc_style(("sans-serif", 16))
                 .draw()
                 .map_err(e)?;
             for l in &p.lines {

@@ -1,17 +1,31 @@
-//! Progress bars and number formatting shared by the commands.
+//! Progress bars, number formatting and report output shared by the commands.
 
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A byte-counting progress bar on stderr; hidden when `quiet` (JSON output) or not a terminal.
-pub fn bytes_bar(total: u64, msg: &str, quiet: bool) -> ProgressBar {
-    let pb = ProgressBar::new(total);
+/// A progress bar on stderr drawn with `template` (one bar style for every command); hidden
+/// when `quiet` (JSON output) or not a terminal.
+pub fn progress_bar(len: u64, template: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::new(len);
     if quiet {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb.set_style(
-        ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+        ProgressStyle::with_template(template)
             .expect("valid template")
             .progress_chars("=> "),
+    );
+    pb
+}
+
+/// A byte-counting progress bar on stderr; hidden when `quiet` (JSON output) or not a terminal.
+pub fn bytes_bar(total: u64, msg: &str, quiet: bool) -> ProgressBar {
+    let pb = progress_bar(
+        total,
+        "{msg:12} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        quiet,
     );
     pb.set_message(msg.to_string());
     pb
@@ -75,6 +89,23 @@ pub fn say(bar: &ProgressBar, msg: impl AsRef<str>) {
     } else {
         bar.println(msg);
     }
+}
+
+/// A `--json PATH` report option names stdout with `-`; the human summary then stays off
+/// stdout so the JSON can be piped.
+pub fn json_to_stdout(dest: Option<&Path>) -> bool {
+    dest.is_some_and(|p| p.as_os_str() == "-")
+}
+
+/// Write `report` as pretty JSON to a `--json PATH` destination (`-`: stdout), if one is given.
+pub fn write_json_report(dest: Option<&Path>, report: &impl serde::Serialize) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    match dest {
+        Some(_) if json_to_stdout(dest) => println!("{json}"),
+        Some(p) => std::fs::write(p, json).with_context(|| format!("{}: cannot write", p.display()))?,
+        None => {}
+    }
+    Ok(())
 }
 
 /// The command line as a user would type it again (`privpkt ...`, whatever the binary's path),
