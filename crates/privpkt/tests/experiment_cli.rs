@@ -152,6 +152,54 @@ fn demo_on_a_small_default_writes_the_report() {
     assert!(p.join("demo/report.html").exists());
 }
 
+#[test]
+fn demo_on_captures_of_ones_own() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    ok(&privpkt(
+        &[
+            "synth",
+            "--out",
+            "caps",
+            "--categories",
+            "chat,voip,streaming",
+            "--no-vpn",
+            "--captures-per-class",
+            "2",
+            "--flows-per-capture",
+            "8",
+        ],
+        p,
+    ));
+    let out = ok(&privpkt(
+        &[
+            "demo",
+            "--data",
+            "caps",
+            "--out",
+            "mine",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--epsilon",
+            "2",
+        ],
+        p,
+    ));
+    assert!(out.contains("demo finished"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("mine/results.json")).unwrap()).unwrap();
+    assert_eq!(r["data"]["source"], "caps");
+    assert_eq!(r["data"]["classes"], serde_json::json!(["chat", "streaming", "voip"]));
+    // Centralised, FedAvg, FedAvg at the one budget given.
+    assert_eq!(r["cells"].as_array().unwrap().len(), 3);
+    assert!(
+        !p.join("mine/data/captures").exists(),
+        "one's own captures are read where they are"
+    );
+}
+
 /// The full demo as the README runs it (release build: `cargo test --release -- --ignored demo_full`):
 /// it must finish within its 10-minute promise.
 #[test]
