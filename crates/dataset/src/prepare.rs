@@ -2,7 +2,7 @@
 //!
 //! 1. Every capture is extracted in parallel (rayon, one task per file), streaming its samples
 //!    to a temporary part file and hashing it as it is read; memory per file is the flow table.
-//! 2. Classes are fixed (only classes with samples, sorted by name), per-class caps applied
+//! 2. Classes are fixed (only classes with samples, sorted by name, or a given list), per-class caps applied
 //!    (seeded), and splits assigned by group.
 //! 3. The kept samples are copied into the final shards in capture order, with the index.
 //!
@@ -61,6 +61,11 @@ pub struct PrepareConfig {
     pub labels: LabelSource,
     pub label_spec: LabelSpec,
     pub class_map: ClassMap,
+    /// A fixed class list, in this order, instead of the classes found in these captures: the
+    /// organisations of a federation prepare their own data apart, and their models only fit
+    /// together when every one has the same classes, also where a site lacks some of them.
+    /// Labels outside it are left unlabelled.
+    pub classes: Option<Vec<String>>,
     pub split: SplitConfig,
     pub balance: ClassBalance,
     pub seed: u64,
@@ -510,7 +515,24 @@ fn build(
     tmp: &Path,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<PrepareOutcome, PrepareError> {
-    let cand_list = candidate_classes(&cfg.labels, &cfg.class_map);
+    let known = candidate_classes(&cfg.labels, &cfg.class_map);
+    let (cand_list, outside) = match &cfg.classes {
+        Some(fixed) => {
+            let mut seen = HashSet::new();
+            if let Some(dup) = fixed.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(PrepareError::Config(format!("the class list names `{dup}` twice")));
+            }
+            if let Some(empty) = fixed.iter().find(|c| c.trim().is_empty()) {
+                return Err(PrepareError::Config(format!(
+                    "the class list has an empty name: `{empty}`"
+                )));
+            }
+            let outside: Vec<String> = known.iter().filter(|k| !fixed.contains(k)).cloned().collect();
+            (fixed.clone(), outside)
+        }
+        None => (known, Vec::new()),
+    };
+    let fixed = cfg.classes.is_some();
     if cand_list.is_empty() {
         return Err(PrepareError::Config(
             "the label source (after the class map) defines no class".into(),
@@ -564,13 +586,14 @@ fn build(
             cand_counts[c] += n;
         }
     }
+    // Only classes with samples, unless the list is fixed (then absent classes stay, empty).
     let classes: Vec<String> = cand_list
         .iter()
         .zip(&cand_counts)
-        .filter(|(_, &n)| n > 0)
+        .filter(|(_, &n)| n > 0 || fixed)
         .map(|(c, _)| c.clone())
         .collect();
-    if classes.is_empty() {
+    if cand_counts.iter().all(|&n| n == 0) {
         return Err(PrepareError::Config(format!(
             "no labelled samples: none of the {} captures' flows matched the labels ({} classes known)",
             files.len(),
@@ -582,7 +605,7 @@ fn build(
         cand_counts
             .iter()
             .map(|&n| {
-                if n > 0 {
+                if n > 0 || fixed {
                     k += 1;
                     k - 1
                 } else {
@@ -631,10 +654,30 @@ fn build(
     if let (LabelSource::Flows(f), Some(file)) = (&cfg.labels, &cfg.label_spec.file) {
         warnings.extend(f.warning(Path::new(file)));
     }
-    let class_n: Vec<u64> = cand_counts.iter().copied().filter(|&n| n > 0).collect();
+    if !outside.is_empty() {
+        warnings.push(format!(
+            "labels outside the fixed class list are left unlabelled: {}",
+            outside.join(", ")
+        ));
+    }
+    let absent: Vec<&str> = classes
+        .iter()
+        .zip(&cand_counts)
+        .filter(|(_, &n)| n == 0)
+        .map(|(c, _)| c.as_str())
+        .collect();
+    if !absent.is_empty() {
+        warnings.push(format!(
+            "classes of the fixed list with no sample in these captures (kept, empty): {}",
+            absent.join(", ")
+        ));
+    }
+    let class_n: Vec<u64> = cand_counts.iter().copied().filter(|&n| n > 0 || fixed).collect();
     let mut cap = cfg.balance.max_per_class.unwrap_or(u64::MAX);
     if cfg.balance.balance {
-        cap = cap.min(*class_n.iter().min().unwrap_or(&0));
+        // Balance to the smallest class that has samples: an empty class of a fixed list
+        // would otherwise empty them all.
+        cap = cap.min(class_n.iter().copied().filter(|&n| n > 0).min().unwrap_or(0));
     }
     // Per class over the cap: which of its samples (by order of appearance) are kept.
     let keep_sets: Vec<Option<HashSet<u64>>> = class_n

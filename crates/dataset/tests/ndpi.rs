@@ -48,6 +48,7 @@ fn ndpi_corpus_labels_and_reports() {
             class_map: None::<ClassMap>,
         },
         class_map: ClassMap::default(),
+        classes: None,
         split: SplitConfig {
             unit: SplitUnit::Capture,
             fractions: [0.7, 0.1, 0.2],

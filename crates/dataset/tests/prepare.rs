@@ -55,6 +55,7 @@ fn config(inputs: Vec<PathBuf>, out: PathBuf, labels: (LabelSource, LabelSpec), 
         labels: labels.0,
         label_spec: labels.1,
         class_map: map,
+        classes: None,
         split: SplitConfig {
             unit: SplitUnit::Flow,
             fractions: [0.6, 0.2, 0.2],
@@ -183,6 +184,55 @@ fn undersampling_and_packet_split_are_recorded() {
     assert!(m.totals.undersampled > 0);
     assert!(m.paper_comparable);
     assert!(m.warnings[0].contains("not an honest estimate"));
+}
+
+#[test]
+fn a_fixed_class_list_keeps_absent_classes_and_its_order() {
+    let d = tempfile::tempdir().unwrap();
+    let caps = synth(d.path());
+    let out = d.path().join("fixed");
+    let mut cfg = config(vec![caps.clone()], out.clone(), csv_labels(&caps), dp());
+    // A site with no streaming traffic, whose federation agreed on these classes; vpn_* are
+    // not among them, and balancing must not be emptied by the absent class.
+    let fixed = ["voip", "streaming", "chat", "file_transfer"];
+    cfg.classes = Some(fixed.iter().map(|s| s.to_string()).collect());
+    cfg.balance.balance = true;
+    prepare(&cfg, &|_| {}).unwrap();
+    let m = Dataset::open(&out).unwrap().manifest;
+    assert_eq!(m.classes, fixed);
+    assert_eq!(m.class_counts[1], 0, "streaming is kept, empty");
+    assert!(
+        m.class_counts[0] > 0 && m.class_counts[0] == m.class_counts[2],
+        "{:?}",
+        m.class_counts
+    );
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("no sample") && w.contains("streaming")),
+        "{:?}",
+        m.warnings
+    );
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("outside the fixed class list") && w.contains("vpn_chat")),
+        "{:?}",
+        m.warnings
+    );
+    let rows = Dataset::open(&out).unwrap().read_index().unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| fixed[..].contains(&r.label.as_str()) && r.label != "streaming"));
+
+    cfg.classes = Some(vec!["chat".into(), "chat".into()]);
+    cfg.out = d.path().join("dup");
+    let e = prepare(&cfg, &|_| {}).err().expect("refused").to_string();
+    assert!(e.contains("`chat` twice"), "{e}");
+    cfg.classes = Some(vec!["streaming".into()]);
+    cfg.out = d.path().join("none");
+    let e = prepare(&cfg, &|_| {}).err().expect("refused").to_string();
+    assert!(e.contains("no labelled samples"), "{e}");
 }
 
 /// One UDP flow with known times and sizes, written as raw IP.

@@ -169,6 +169,7 @@ fn synth_dataset(dir: &Path) -> Dataset {
             class_map: None,
         },
         class_map: map,
+        classes: None,
         split: SplitConfig {
             unit: SplitUnit::Flow,
             fractions: [0.6, 0.2, 0.2],

@@ -52,6 +52,11 @@ pub struct PrepareArgs {
     /// Rename, merge or drop classes: CSV `from,to`; empty `to` drops; `*` matches the rest.
     #[arg(long)]
     pub class_map: Option<PathBuf>,
+    /// Fix the class list, in this order (comma-separated), instead of the classes found: what
+    /// every organisation of a Flower federation gives, so their models fit together even where
+    /// a site lacks a class. Other labels are left unlabelled.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
     /// Sample representation.
     #[arg(long, value_enum, default_value = "deeppacket")]
     pub repr: Repr,
@@ -258,6 +263,7 @@ pub fn config(a: &PrepareArgs) -> Result<PrepareConfig> {
         labels,
         label_spec,
         class_map,
+        classes: a.classes.clone(),
         split: SplitConfig {
             unit: a.split_by,
             fractions: parse_fractions(&a.split)?,

@@ -544,6 +544,7 @@ fn dataset_for(plan: &Plan, out: &Path, progress: &ProgressBar) -> Result<(PathB
         iscx: false,
         rules: None,
         class_map,
+        classes: None,
         repr: match d.repr.as_str() {
             "deeppacket" => Repr::Deeppacket,
             "flowpic" => Repr::Flowpic,

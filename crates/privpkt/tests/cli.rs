@@ -44,6 +44,25 @@ fn synth_prepare_inspect_json() {
     // the background DNS flows are labelled `dns`, but Deep Packet drops DNS: no such class
     assert!(!classes.contains_key("dns"));
     assert!(r["mb_per_s"].as_f64().unwrap() > 0.0);
+    // A federation's fixed class list: its order, and a class this site lacks, kept.
+    let f = json(&privpkt(
+        &[
+            "prepare",
+            "caps",
+            "--out",
+            "fixed",
+            "--label-column",
+            "category",
+            "--classes",
+            "voip,streaming,chat",
+            "--json",
+        ],
+        p,
+    ));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("fixed/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["classes"], serde_json::json!(["voip", "streaming", "chat"]), "{f}");
+    assert_eq!(m["class_counts"][1], 0);
     let i = json(&privpkt(
         &["inspect", "ds", "--json", "--plots", "plots", "--format", "svg"],
         p,
