@@ -997,9 +997,11 @@ pub fn execute_selected(
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} cells  {elapsed_precise} eta {eta}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} cells  {elapsed_precise} eta {eta}  {wide_msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix("experiment");
     bar.enable_steady_tick(std::time::Duration::from_millis(500));
