@@ -603,7 +603,7 @@ fn data_info(ds: &Dataset, dir: &Path, source: String, label_column: String) -> 
             privpkt_capture::Representation::FlowPic(_) => "flowpic".into(),
         },
         label_column: if label_column.is_empty() {
-            format!("{:?}", m.labels)
+            m.labels.column.clone().unwrap_or_else(|| m.labels.kind.clone())
         } else {
             label_column
         },
@@ -615,6 +615,15 @@ fn data_info(ds: &Dataset, dir: &Path, source: String, label_column: String) -> 
     })
 }
 
+/// The model of a plan that names none: the stacked autoencoder for Deep Packet vectors (the
+/// fastest Deep Packet model, and the one DP-SGD trains best), else the representation's own.
+fn default_model(ds: &Dataset) -> Arch {
+    match ds.manifest.extract.repr {
+        privpkt_capture::Representation::DeepPacket(_) => Arch::Sae,
+        ref r => Arch::default_for(r),
+    }
+}
+
 /// Everything a cell needs besides itself.
 struct Ctx<'a> {
     plan: &'a Plan,
@@ -622,6 +631,8 @@ struct Ctx<'a> {
     ds_dir: &'a Path,
     out: &'a Path,
     bar: &'a ProgressBar,
+    /// Flows of the train split (a centralised cell's one organisation holds them all).
+    train_flows: usize,
 }
 
 fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
@@ -694,7 +705,7 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
             let train_counts = ctx.ds.manifest.split_counts.get("train").cloned().unwrap_or_default();
             let orgs = vec![OrgData {
                 samples: train_counts.iter().sum::<u64>() as usize,
-                flows: 0,
+                flows: ctx.train_flows,
                 class_counts: train_counts,
             }];
             (curve, orgs)
@@ -1008,12 +1019,10 @@ pub fn execute_selected(
     let (ds_dir, source, label_column) = dataset_for(plan, out, &bar)?;
     let ds = Dataset::open(&ds_dir)?;
     let data = data_info(&ds, &ds_dir, source, label_column)?;
-    let default_model = match data.repr.as_str() {
-        // The stacked autoencoder: the fastest Deep Packet model, and the one DP-SGD trains best.
-        "deeppacket" => Arch::Sae,
-        _ => Arch::default_for(&ds.manifest.extract.repr),
-    };
-    let cells: Vec<Cell> = expand(plan, default_model).into_iter().filter(|c| select(c)).collect();
+    let cells: Vec<Cell> = expand(plan, default_model(&ds))
+        .into_iter()
+        .filter(|c| select(c))
+        .collect();
     if cells.is_empty() {
         bail!("the plan has no cells to run");
     }
@@ -1080,6 +1089,7 @@ pub fn execute_selected(
         ds_dir: &ds_dir,
         out,
         bar: &bar,
+        train_flows: data.flows[0] as usize,
     };
     let mut ran = 0usize;
     for (i, cell) in cells.iter().enumerate() {
@@ -1152,9 +1162,10 @@ fn list(plan: &Plan, out: &Path) -> Result<()> {
         Some(d) => d.clone(),
         None => out.join("data").join("dataset"),
     };
-    let manifest = Dataset::open(&ds_dir).ok().map(|ds| manifest_sha256(&ds)).transpose()?;
-    let default_model = Arch::Sae;
-    let cells = expand(plan, default_model);
+    let ds = Dataset::open(&ds_dir).ok();
+    let manifest = ds.as_ref().map(manifest_sha256).transpose()?;
+    // Before the data are prepared the default model is unknown for FlowPic plans; ids wait anyway.
+    let cells = expand(plan, ds.as_ref().map_or(Arch::Sae, default_model));
     println!("{} cells:", cells.len());
     for c in &cells {
         let status = match &manifest {

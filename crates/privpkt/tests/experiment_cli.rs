@@ -48,6 +48,10 @@ fn experiment_writes_table_plot_report_and_resumes() {
             None => assert!(c["privacy"].is_null(), "{c}"),
         }
         assert!(out.join(c["model_file"].as_str().unwrap()).exists());
+        // Every organisation's share adds up to the train split (a centralised cell has one).
+        let orgs = c["organisations_data"].as_array().unwrap();
+        let flows: u64 = orgs.iter().map(|o| o["flows"].as_u64().unwrap()).sum();
+        assert_eq!(flows, r["data"]["flows"][0].as_u64().unwrap(), "{c}");
     }
     // Centralised (2 ε × 2 seeds) and FedAvg (2 ε × 2 seeds): four configurations over two seeds.
     let summary = r["summary"].as_array().unwrap();
