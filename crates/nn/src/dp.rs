@@ -558,27 +558,10 @@ impl DpRun {
     }
 
     /// One DP-SGD step `t` (0-based over the run): Poisson-sample units, clip, add noise,
-    /// update. Returns the batch statistics and the number of samples it used.
+    /// update. Returns the batch statistics and the number of samples it used. An audit's
+    /// gradient `canaries` join the clipped sum before the noise and read the noisy sum after it.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
-        &self,
-        net: &Network,
-        params: &mut Params,
-        opt: &mut crate::optim::OptimState,
-        t: u64,
-        raw: &crate::data::RawBatch<'_>,
-        train: &Samples,
-        lr: f64,
-        weight_decay: f64,
-        dropout: &mut ChaCha8Rng,
-    ) -> Result<(StepStats, usize)> {
-        self.step_with(net, params, opt, t, raw, train, lr, weight_decay, dropout, None)
-    }
-
-    /// [`DpRun::step`] with an audit's gradient canaries: they join the clipped sum before the
-    /// noise and read the noisy sum after it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_with(
         &self,
         net: &Network,
         params: &mut Params,

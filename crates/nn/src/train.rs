@@ -449,6 +449,7 @@ pub fn local_dp_epochs(
                 cfg.lr,
                 cfg.weight_decay,
                 &mut rng,
+                None,
             )?;
             dp.steps += 1;
             loss_sum += s.loss * size as f64;
@@ -881,7 +882,7 @@ pub fn train_samples(
                         st.meta.budget_spent = true;
                         break;
                     }
-                    let out = r.step_with(
+                    let out = r.step(
                         &net,
                         &mut st.params,
                         &mut st.opt,
