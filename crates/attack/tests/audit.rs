@@ -10,7 +10,6 @@ use privpkt_attack::audit::{
     best_bound, binomial_log_pmf, epsilon_lower_bound, guess_grid, p_value, run_audit, AuditConfig,
 };
 use privpkt_nn::dp::BrokenDp;
-use privpkt_nn::{Arch, DpConfig, TrainConfig};
 
 /// C(n, k) exactly (n ≤ 60 fits a u128).
 fn choose(n: u64, k: u64) -> u128 {
@@ -117,20 +116,6 @@ fn the_best_pair_is_bonferroni_corrected() {
     assert!(best_bound(&[1.0, f64::NAN], &[true, false], 1e-5, 0.95).is_err());
 }
 
-fn audit_train(epsilon: f64) -> TrainConfig {
-    let mut dp = DpConfig::new(epsilon);
-    dp.unit_cap = 4;
-    TrainConfig {
-        epochs: 4,
-        batch_size: 8,
-        lr: 3e-3,
-        patience: None,
-        seed: 3,
-        dp: Some(dp),
-        ..TrainConfig::new(Arch::FlowPicMini)
-    }
-}
-
 #[test]
 fn the_audit_stays_below_epsilon_and_catches_broken_dp() {
     let d = tempfile::tempdir().unwrap();
@@ -142,7 +127,7 @@ fn the_audit_stays_below_epsilon_and_catches_broken_dp() {
         confidence: 0.95,
         broken,
     };
-    let tc = audit_train(1.0);
+    let tc = nn_common::private_flowpic(1.0, 4);
     let honest = run_audit(&ds, &tc, &cfg(None), d.path(), &|_| {}).unwrap();
     assert!(honest.accountant_epsilon > 0.9 && honest.accountant_epsilon <= 1.0 + 1e-9);
     assert!(honest.consistent && honest.epsilon_lower_bound <= honest.accountant_epsilon);

@@ -3,25 +3,10 @@
 
 mod common;
 
-use common::{write_dataset, Kind};
+use common::{private_flowpic, write_dataset, Kind};
 use privpkt_dataset::Split;
 use privpkt_nn::dp::{BrokenDp, Canaries};
-use privpkt_nn::{load_split, train_samples, Arch, DpConfig, NnError, TrainConfig, TrainData};
-
-fn dp_cfg() -> TrainConfig {
-    let mut dp = DpConfig::new(2.0);
-    dp.seeded = true;
-    dp.unit_cap = 4;
-    TrainConfig {
-        epochs: 2,
-        batch_size: 8,
-        lr: 3e-3,
-        patience: None,
-        seed: 3,
-        dp: Some(dp),
-        ..TrainConfig::new(Arch::FlowPicMini)
-    }
-}
+use privpkt_nn::{load_split, train_samples, NnError, TrainConfig, TrainData};
 
 #[test]
 fn canaries_step_with_private_training_and_are_refused_elsewhere() {
@@ -40,7 +25,15 @@ fn canaries_step_with_private_training_and_are_refused_elsewhere() {
 
     // Noise off: only the (clipped) gradients are left, and the record says ε does not hold.
     let mut c = make().break_dp(BrokenDp::Noise);
-    let out = train_samples(&data, &dp_cfg(), &d.path().join("w1"), false, &|_| {}, Some(&mut c)).unwrap();
+    let out = train_samples(
+        &data,
+        &private_flowpic(2.0, 2),
+        &d.path().join("w1"),
+        false,
+        &|_| {},
+        Some(&mut c),
+    )
+    .unwrap();
     let p = out.model.meta().privacy.clone().unwrap();
     assert_eq!(c.steps(), p["steps"].as_u64().unwrap());
     assert!(c.scores().iter().all(|s| s.is_finite()) && c.scores().iter().any(|&s| s != 0.0));
@@ -49,8 +42,24 @@ fn canaries_step_with_private_training_and_are_refused_elsewhere() {
     // An honest run records nothing of the kind, and the same seed gives the same scores.
     let mut a = make();
     let mut b = make();
-    let honest = train_samples(&data, &dp_cfg(), &d.path().join("w2"), false, &|_| {}, Some(&mut a)).unwrap();
-    train_samples(&data, &dp_cfg(), &d.path().join("w3"), false, &|_| {}, Some(&mut b)).unwrap();
+    let honest = train_samples(
+        &data,
+        &private_flowpic(2.0, 2),
+        &d.path().join("w2"),
+        false,
+        &|_| {},
+        Some(&mut a),
+    )
+    .unwrap();
+    train_samples(
+        &data,
+        &private_flowpic(2.0, 2),
+        &d.path().join("w3"),
+        false,
+        &|_| {},
+        Some(&mut b),
+    )
+    .unwrap();
     assert_eq!(a.scores(), b.scores());
     assert!(honest
         .model
@@ -73,10 +82,18 @@ fn canaries_step_with_private_training_and_are_refused_elsewhere() {
         Err(e) => panic!("expected a configuration error with `{what}`, got {e}"),
         Ok(_) => panic!("expected a refusal with `{what}`"),
     };
-    refused(TrainConfig { dp: None, ..dp_cfg() }, false, make(), "DP-SGD run");
-    refused(dp_cfg(), true, make(), "from scratch");
+    refused(
+        TrainConfig {
+            dp: None,
+            ..private_flowpic(2.0, 2)
+        },
+        false,
+        make(),
+        "DP-SGD run",
+    );
+    refused(private_flowpic(2.0, 2), true, make(), "from scratch");
     let far = Canaries::new(vec![1 << 30], vec![true], 1.0, 0).unwrap();
-    refused(dp_cfg(), false, far, "outside the model");
+    refused(private_flowpic(2.0, 2), false, far, "outside the model");
     for (coords, inc, norm, what) in [
         (vec![1, 1], vec![true, false], 1.0, "share a coordinate"),
         (vec![1, 2], vec![true], 1.0, "inclusion flags"),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{write_dataset, Kind};
+use common::{private_flowpic, write_dataset, Kind};
 use privpkt_nn::dp::{clipped_gradients, poisson_batch, units_of};
 use privpkt_nn::model::{ConvImpl, Network};
 use privpkt_nn::train::gradients;
@@ -171,21 +171,6 @@ fn poisson_sampling_statistics_and_unit_caps() {
     assert_eq!(b.offsets, [0, 1, 3, 4]);
 }
 
-fn dp_cfg(epsilon: f64) -> TrainConfig {
-    let mut dp = DpConfig::new(epsilon);
-    dp.seeded = true;
-    dp.unit_cap = 4;
-    TrainConfig {
-        epochs: 4,
-        batch_size: 8,
-        lr: 3e-3,
-        patience: None,
-        seed: 3,
-        dp: Some(dp),
-        ..TrainConfig::new(Arch::FlowPicMini)
-    }
-}
-
 #[test]
 fn private_training_spends_at_most_its_budget_and_records_it() {
     let d = tempfile::tempdir().unwrap();
@@ -193,7 +178,7 @@ fn private_training_spends_at_most_its_budget_and_records_it() {
     let train_set = load_split(&ds, privpkt_dataset::Split::Train).unwrap();
     let flows = units_of(&train_set, PrivacyUnit::Flow);
     assert!(flows.len() < train_set.len() && flows.iter().all(|u| !u.is_empty()));
-    let cfg = dp_cfg(4.0);
+    let cfg = private_flowpic(4.0, 4);
     let events = std::cell::RefCell::new(Vec::new());
     let out = train(&ds, &cfg, &d.path().join("w"), false, &|e| events.borrow_mut().push(e)).unwrap();
     let p = out.model.meta().privacy.clone().expect("privacy recorded");
@@ -227,7 +212,7 @@ fn private_training_spends_at_most_its_budget_and_records_it() {
     assert_eq!(out.model.params(), out2.model.params());
 
     // A fixed σ with a budget: stops before exceeding it.
-    let mut small = dp_cfg(1.0);
+    let mut small = private_flowpic(1.0, 4);
     if let Some(dp) = small.dp.as_mut() {
         dp.sigma = Some(1.5);
     }
@@ -250,7 +235,7 @@ fn private_training_spends_at_most_its_budget_and_records_it() {
 fn private_resume_equals_an_uninterrupted_seeded_run() {
     let d = tempfile::tempdir().unwrap();
     let ds = write_dataset(&d.path().join("ds"), Kind::FlowPicDense(16), 4, 200, 4);
-    let cfg = dp_cfg(8.0);
+    let cfg = private_flowpic(8.0, 4);
     let full = train(&ds, &cfg, &d.path().join("a"), false, &|_| {}).unwrap();
     let work = d.path().join("b");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -279,7 +264,7 @@ fn impossible_budgets_and_unsound_settings_are_refused() {
         }
     };
     let with = |f: &dyn Fn(&mut DpConfig)| {
-        let mut c = dp_cfg(2.0);
+        let mut c = private_flowpic(2.0, 4);
         f(c.dp.as_mut().unwrap());
         c
     };
@@ -297,21 +282,21 @@ fn impossible_budgets_and_unsound_settings_are_refused() {
     refuse(
         TrainConfig {
             batch_size: 10_000,
-            ..dp_cfg(2.0)
+            ..private_flowpic(2.0, 4)
         },
         "q =",
     );
     refuse(
         TrainConfig {
             class_weights: true,
-            ..dp_cfg(2.0)
+            ..private_flowpic(2.0, 4)
         },
         "class weights",
     );
     refuse(
         TrainConfig {
             arch: Arch::Sae,
-            ..dp_cfg(2.0)
+            ..private_flowpic(2.0, 4)
         },
         "pre-training",
     );

@@ -2,26 +2,13 @@
 
 mod common;
 
-use common::{ok, privpkt};
+use common::{fails, ok, privpkt, synth_caps};
 
 #[test]
 fn attack_and_audit_from_the_command_line() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    ok(&privpkt(
-        &[
-            "synth",
-            "--out",
-            "caps",
-            "--categories",
-            "chat,voip",
-            "--captures-per-class",
-            "2",
-            "--flows-per-capture",
-            "6",
-        ],
-        p,
-    ));
+    synth_caps(p, "chat,voip", true, 2, 6);
     ok(&privpkt(&["prepare", "caps", "--out", "ds", "--max-per-flow", "8"], p));
     ok(&privpkt(
         &[
@@ -88,8 +75,7 @@ fn attack_and_audit_from_the_command_line() {
         ],
         p,
     );
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("members and non-members would overlap"));
+    assert!(fails(&o).contains("members and non-members would overlap"));
     let o = privpkt(
         &[
             "attack",
@@ -104,7 +90,7 @@ fn attack_and_audit_from_the_command_line() {
         ],
         p,
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("overlaps the target's training data"));
+    assert!(fails(&o).contains("overlaps the target's training data"));
 
     // The audit: DP-SGD with noise switched off is caught.
     let out = ok(&privpkt(

@@ -2,27 +2,13 @@
 
 mod common;
 
-use common::{json, privpkt};
+use common::{json, privpkt, synth_caps};
 
 #[test]
 fn synth_prepare_inspect_json() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    let s = json(&privpkt(
-        &[
-            "synth",
-            "--out",
-            "caps",
-            "--categories",
-            "chat,voip",
-            "--captures-per-class",
-            "2",
-            "--flows-per-capture",
-            "3",
-            "--json",
-        ],
-        p,
-    ));
+    let s = synth_caps(p, "chat,voip", true, 2, 3);
     assert_eq!(s["files"], 8);
     let r = json(&privpkt(
         &[
@@ -142,22 +128,7 @@ fn privacy_json_has_a_key_per_accountant() {
 fn train_eval_classify_roundtrip() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    json(&privpkt(
-        &[
-            "synth",
-            "--out",
-            "caps",
-            "--categories",
-            "voip,file_transfer",
-            "--no-vpn",
-            "--captures-per-class",
-            "3",
-            "--flows-per-capture",
-            "4",
-            "--json",
-        ],
-        p,
-    ));
+    synth_caps(p, "voip,file_transfer", false, 3, 4);
     json(&privpkt(
         &[
             "prepare",

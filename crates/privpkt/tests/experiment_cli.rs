@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ok_all as ok, privpkt, TINY_PLAN as PLAN};
+use common::{fails, ok_all as ok, privpkt, synth_caps, TINY_PLAN as PLAN};
 
 #[test]
 fn experiment_writes_table_plot_report_and_resumes() {
@@ -103,16 +103,11 @@ fn bad_plans_name_the_file_and_the_problem() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     std::fs::write(p.join("typo.toml"), "[data]\nsynthetic = {}\n[sweep]\nepsilons = [1]\n").unwrap();
-    let o = privpkt(&["experiment", "typo.toml"], p);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = fails(&privpkt(&["experiment", "typo.toml"], p));
     assert!(err.contains("typo.toml") && err.contains("epsilons"), "{err}");
-    let o = privpkt(&["experiment", "missing.toml"], p);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.toml"));
+    assert!(fails(&privpkt(&["experiment", "missing.toml"], p)).contains("missing.toml"));
     std::fs::write(p.join("nodata.toml"), "[data]\ndataset = \"nowhere\"\n").unwrap();
-    let o = privpkt(&["experiment", "nodata.toml"], p);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"));
+    assert!(fails(&privpkt(&["experiment", "nodata.toml"], p)).contains("nowhere"));
 }
 
 #[test]
@@ -160,21 +155,7 @@ fn demo_on_a_small_default_writes_the_report() {
 fn demo_on_captures_of_ones_own() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    ok(&privpkt(
-        &[
-            "synth",
-            "--out",
-            "caps",
-            "--categories",
-            "chat,voip,streaming",
-            "--no-vpn",
-            "--captures-per-class",
-            "2",
-            "--flows-per-capture",
-            "8",
-        ],
-        p,
-    ));
+    synth_caps(p, "chat,voip,streaming", false, 2, 8);
     let out = ok(&privpkt(
         &[
             "demo",

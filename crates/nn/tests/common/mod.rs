@@ -11,6 +11,7 @@ use privpkt_dataset::labels::LabelSpec;
 use privpkt_dataset::npy::{self, Dtype, NpyWriter};
 use privpkt_dataset::store::{ClassBalance, Manifest, Shard, Storage, Totals};
 use privpkt_dataset::{Dataset, SplitConfig, SplitUnit};
+use privpkt_nn::{Arch, DpConfig, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -202,4 +203,21 @@ pub fn write_dataset(dir: &Path, kind: Kind, classes: usize, n: usize, seed: u64
     )
     .unwrap();
     Dataset::open(dir).unwrap()
+}
+
+/// Flow-level DP-SGD at `epsilon` on the mini-FlowPic CNN with seeded noise, small enough for
+/// the FlowPic datasets above to train in seconds: what the DP, canary and audit tests run.
+pub fn private_flowpic(epsilon: f64, epochs: usize) -> TrainConfig {
+    let mut dp = DpConfig::new(epsilon);
+    dp.seeded = true;
+    dp.unit_cap = 4;
+    TrainConfig {
+        epochs,
+        batch_size: 8,
+        lr: 3e-3,
+        patience: None,
+        seed: 3,
+        dp: Some(dp),
+        ..TrainConfig::new(Arch::FlowPicMini)
+    }
 }

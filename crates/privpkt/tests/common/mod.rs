@@ -30,6 +30,34 @@ pub fn ok_all(o: &Output) -> String {
     ok(o) + &String::from_utf8_lossy(&o.stderr)
 }
 
+/// Stderr of a run that must fail (with the reason a user reads).
+pub fn fails(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure; stdout: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `privpkt synth` into `cwd/caps`: `captures_per_class` captures of `flows_per_capture` flows
+/// for each of `categories` (and their VPN variants when `vpn`); its JSON summary.
+pub fn synth_caps(
+    cwd: &Path,
+    categories: &str,
+    vpn: bool,
+    captures_per_class: usize,
+    flows_per_capture: usize,
+) -> serde_json::Value {
+    let (cpc, fpc) = (captures_per_class.to_string(), flows_per_capture.to_string());
+    let mut args = vec!["synth", "--out", "caps", "--categories", categories, "--json"];
+    if !vpn {
+        args.push("--no-vpn");
+    }
+    args.extend(["--captures-per-class", &cpc, "--flows-per-capture", &fpc]);
+    json(&privpkt(&args, cwd))
+}
+
 /// Stdout of a successful run as JSON.
 pub fn json(o: &Output) -> serde_json::Value {
     let out = ok(o);
