@@ -7,7 +7,7 @@ use clap::Args;
 use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::baseline::evaluate_baseline;
 use privpkt_nn::metrics::{flow_level_confusion_probs, ConfusionMatrix, EvalReport};
-use privpkt_nn::{check_compatible, load_model, load_split, preprocessing_differences};
+use privpkt_nn::{check_compatible, load_model, load_split, preprocessing_differences, Model};
 use serde::Serialize;
 
 use crate::plots::{self, ConfusionPlot, ImageFormat};
@@ -52,13 +52,19 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
 }
 
-/// Evaluate `model` on `split` of `dataset`.
+/// Evaluate the model file `model_path` on `split` of `dataset`.
 pub fn evaluate(model_path: &std::path::Path, dataset: &std::path::Path, split: Split) -> Result<Evaluation> {
     let model = load_model(model_path)?;
     let ds = Dataset::open(dataset)?;
+    evaluate_model(&model, model_path, &ds, split)
+}
+
+/// [`evaluate`] of a model already in memory (`model_path` names it in the report).
+pub fn evaluate_model(model: &Model, model_path: &std::path::Path, ds: &Dataset, split: Split) -> Result<Evaluation> {
+    let dataset = &ds.dir;
     check_compatible(model.meta(), &ds.manifest)?;
     let warnings = preprocessing_differences(model.meta(), &ds.manifest);
-    let samples = load_split(&ds, split)?;
+    let samples = load_split(ds, split)?;
     if samples.is_empty() {
         anyhow::bail!("{}: the {} split is empty", dataset.display(), split.name());
     }
@@ -85,7 +91,7 @@ pub fn evaluate(model_path: &std::path::Path, dataset: &std::path::Path, split: 
     let flat: Vec<f32> = probs.iter().flatten().copied().collect();
     let flows = flow_level_confusion_probs(k, &groups, &truth, &flat)?;
     let report = EvalReport::new(&ds.manifest.classes, &cm)?.with_flow_level(&flows)?;
-    let baseline = evaluate_baseline(&ds, split)?;
+    let baseline = evaluate_baseline(ds, split)?;
     Ok(Evaluation {
         model: model_path.display().to_string(),
         arch: model.meta().arch.name().to_string(),

@@ -19,12 +19,12 @@ use privpkt_dataset::partition::Scheme;
 use privpkt_dataset::prepare::prepare;
 use privpkt_dataset::{Dataset, Split};
 use privpkt_federated::{simulate, Aggregation, FedConfig, FedEvent};
-use privpkt_nn::{load_model, manifest_sha256, save_model, Arch, DpConfig, Optimizer, PrivacyUnit, TrainConfig};
+use privpkt_nn::{manifest_sha256, save_model, Arch, DpConfig, Optimizer, PrivacyUnit, TrainConfig};
 use privpkt_privacy::AccountantKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cmd_eval::evaluate;
+use crate::cmd_eval::evaluate_model;
 use crate::cmd_prepare::{self, PrepareArgs, Repr};
 use crate::cmd_synth::{self, SynthArgs};
 use crate::plots::{render, tradeoff_plot, ImageFormat};
@@ -628,7 +628,6 @@ fn default_model(ds: &Dataset) -> Arch {
 struct Ctx<'a> {
     plan: &'a Plan,
     ds: &'a Dataset,
-    ds_dir: &'a Path,
     out: &'a Path,
     bar: &'a ProgressBar,
     /// Flows of the train split (a centralised cell's one organisation holds them all).
@@ -675,7 +674,7 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
     let msg = |m: String| bar.set_message(format!("cell {n}/{of}: {label}: {m}"));
     let cfg = train_config(ctx.plan, cell)?;
     let t0 = Instant::now();
-    let (curve, orgs) = match cell.setting {
+    let (model, curve, orgs) = match cell.setting {
         Setting::Centralised => {
             let work = dir.join("work");
             let resume = work.join("checkpoint.json").exists();
@@ -689,8 +688,6 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
                     }
                 }
             })?;
-            save_model(&model_path, &outcome.model)?;
-            let _ = std::fs::remove_dir_all(&work);
             let curve = outcome
                 .history
                 .iter()
@@ -708,7 +705,7 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
                 flows: ctx.train_flows,
                 class_counts: train_counts,
             }];
-            (curve, orgs)
+            (outcome.model, curve, orgs)
         }
         Setting::Fedavg => {
             let fed = FedConfig {
@@ -737,7 +734,6 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
                 FedEvent::RoundStart { round, rounds, .. } => msg(format!("round {round}/{rounds}")),
                 FedEvent::RoundEnd(_) => {}
             })?;
-            save_model(&model_path, &out.model)?;
             let curve = out
                 .rounds
                 .iter()
@@ -747,12 +743,15 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
                     epsilon: r.local_epsilon,
                 })
                 .collect();
-            (curve, orgs.into_inner().unwrap_or_else(|e| e.into_inner()))
+            (out.model, curve, orgs.into_inner().unwrap_or_else(|e| e.into_inner()))
         }
     };
+    save_model(&model_path, &model)?;
+    // A centralised run's checkpoints are only for resuming it.
+    let _ = std::fs::remove_dir_all(dir.join("work"));
     let train_seconds = t0.elapsed().as_secs_f64();
     msg("evaluating on the test split".into());
-    let ev = evaluate(&model_path, ctx.ds_dir, Split::Test)?;
+    let ev = evaluate_model(&model, &model_path, ctx.ds, Split::Test)?;
     let flows = ev
         .report
         .flow_level
@@ -773,7 +772,6 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
     };
     let privacy = ev.privacy.as_ref().map(privacy_of).transpose()?;
     let t1 = Instant::now();
-    let model = load_model(&model_path)?;
     let mut attacks = Vec::new();
     for k in &ctx.plan.attack.kinds {
         let (kind, offline) = attack_kind(k)?;
@@ -1086,7 +1084,6 @@ pub fn execute_selected(
     let ctx = Ctx {
         plan,
         ds: &ds,
-        ds_dir: &ds_dir,
         out,
         bar: &bar,
         train_flows: data.flows[0] as usize,
