@@ -42,7 +42,7 @@ runs="$WORK/runs.jsonl"
 
 ds="$WORK/category_class-s$SEED"
 [ -n "${SUMMARY_ONLY:-}" ] || [ -f "$ds/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" \
-  --label-column category_class --max-per-flow "$MAX_PER_FLOW" --split-by flow --split 0.5,0.1,0.4 --seed "$SEED" \
+  --label-column category_class --repr deeppacket --max-per-flow "$MAX_PER_FLOW" --split-by flow --split 0.5,0.1,0.4 --seed "$SEED" \
   --out "$ds" --json >/dev/null
 sae=(--arch sae --pretrain-epochs 0 --epochs "$EPOCHS" --patience 0 --batch-size 64 --seed "$SEED")
 dpsgd=(--optimizer sgd --lr 0.1)

@@ -40,7 +40,7 @@ task=category_class
 for seed in $SEEDS; do
   dp="$WORK/$task-dp-s$seed"
   [ -f "$dp/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task" \
-    --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$dp" --json >/dev/null
+    --repr deeppacket --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$dp" --json >/dev/null
   for eps in $EPSILONS; do
     m="$WORK/$task-sae-dp-eps$eps-s$seed.safetensors"
     echo "== ε = $eps, seed $seed"

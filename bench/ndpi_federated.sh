@@ -58,7 +58,7 @@ PY
 for seed in $SEEDS; do
   ds="$WORK/$task-s$seed"
   [ -f "$ds/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task" \
-    --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$ds" --json >/dev/null
+    --repr deeppacket --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$ds" --json >/dev/null
   m="$WORK/central-s$seed.safetensors"
   echo "== centralised, seed $seed"
   $bin train "$ds" --out "$m" "${common[@]}" --pretrain-epochs 0 --epochs "$ROUNDS" --patience 0 --seed "$seed" \

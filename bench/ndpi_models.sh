@@ -52,7 +52,7 @@ for task in $TASKS; do
     dp="$WORK/$task-dp-s$seed"
     fp="$WORK/$task-fp-s$seed"
     [ -f "$dp/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task" \
-      --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$dp" --json >/dev/null
+      --repr deeppacket --max-per-flow "$MAX_PER_FLOW" --split-by flow --seed "$seed" --out "$dp" --json >/dev/null
     [ -f "$fp/manifest.json" ] || $bin prepare "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task" \
       --repr flowpic --mini --split-by flow --seed "$seed" --out "$fp" --json >/dev/null
     for model in $MODELS; do

@@ -167,7 +167,7 @@ bench_input() {
     local input=$1 labels=$2 column=$3
     shift 3
     INPUT_PATHS=("$@")
-    local common=(--labels "$labels" --label-column "$column" --max-per-flow 0)
+    local common=(--labels "$labels" --label-column "$column" --repr deeppacket --max-per-flow 0)
     local P="$TMP/$input-privpkt" P1="$TMP/$input-privpkt-1t" RR="$TMP/$input-ref-raw" RD="$TMP/$input-ref-dpkt"
     run_timed "$input-privpkt" "$input" "privpkt" "$(nproc)" "" \
         "$BIN" prepare "$@" "${common[@]}" --json --force --out "$P"

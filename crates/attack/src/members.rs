@@ -12,7 +12,7 @@ use std::str::FromStr;
 use privpkt_dataset::{Dataset, Split, SplitUnit};
 use privpkt_federated::{client_partition, FedConfig};
 use privpkt_nn::train::training_subset;
-use privpkt_nn::{check_compatible, load_split, manifest_sha256, ModelMeta, SampleData, Samples};
+use privpkt_nn::{check_compatible, load_split, manifest_sha256, ModelMeta, Samples};
 use serde::{Deserialize, Serialize};
 
 use crate::{AttackError, Result};
@@ -365,58 +365,5 @@ pub fn build_universe(src: &MemberSource<'_>) -> Result<Universe> {
 
 /// The samples of several sets one after the other (same input representation).
 pub fn concat(parts: &[&Samples]) -> Result<Samples> {
-    let first = parts
-        .first()
-        .ok_or_else(|| AttackError::Config("no samples to concatenate".into()))?;
-    let mut out = Samples {
-        input: first.input,
-        data: match &first.data {
-            SampleData::Bytes(_) => SampleData::Bytes(Vec::new()),
-            SampleData::Dense16(_) => SampleData::Dense16(Vec::new()),
-            SampleData::Sparse { .. } => SampleData::Sparse {
-                indptr: vec![0],
-                bins: Vec::new(),
-                counts: Vec::new(),
-            },
-        },
-        labels: Vec::new(),
-        sample: Vec::new(),
-        capture: Vec::new(),
-        flow: Vec::new(),
-    };
-    for p in parts {
-        if p.input != out.input {
-            return Err(AttackError::Config(format!(
-                "samples of {} and {} cannot be mixed",
-                out.input, p.input
-            )));
-        }
-        match (&mut out.data, &p.data) {
-            (SampleData::Bytes(a), SampleData::Bytes(b)) => a.extend_from_slice(b),
-            (SampleData::Dense16(a), SampleData::Dense16(b)) => a.extend_from_slice(b),
-            (
-                SampleData::Sparse { indptr, bins, counts },
-                SampleData::Sparse {
-                    indptr: ip,
-                    bins: b,
-                    counts: c,
-                },
-            ) => {
-                let base = *indptr.last().unwrap_or(&0);
-                indptr.extend(ip.iter().skip(1).map(|v| v + base));
-                bins.extend_from_slice(b);
-                counts.extend_from_slice(c);
-            }
-            _ => {
-                return Err(AttackError::Config(
-                    "dense and sparse samples cannot be mixed (datasets stored differently)".into(),
-                ))
-            }
-        }
-        out.labels.extend_from_slice(&p.labels);
-        out.sample.extend_from_slice(&p.sample);
-        out.capture.extend_from_slice(&p.capture);
-        out.flow.extend_from_slice(&p.flow);
-    }
-    Ok(out)
+    Samples::concat(parts).map_err(|e| AttackError::Config(e.to_string()))
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::behaviour::{BehaviourConfig, BehaviourState};
 use crate::decode::{decode, L4};
 use crate::deeppacket::{vectorize, DeepPacketConfig, VECTOR_LEN};
 use crate::flow::{Direction, FlowConfig, FlowEnd, FlowKey, FlowTable};
@@ -21,6 +22,28 @@ use crate::reader::{read_capture_from, CaptureError, ReadReport, SkipCount};
 pub enum Representation {
     DeepPacket(DeepPacketConfig),
     FlowPic(FlowPicConfig),
+    /// One sample per flow: its first packets' series and/or its statistics.
+    Behaviour(BehaviourConfig),
+}
+
+impl Representation {
+    /// The dataset's name of the representation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Representation::DeepPacket(_) => "deeppacket",
+            Representation::FlowPic(_) => "flowpic",
+            Representation::Behaviour(b) => b.name(),
+        }
+    }
+
+    /// Refuses settings that cannot produce samples.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Representation::DeepPacket(_) => Ok(()),
+            Representation::FlowPic(fp) => fp.validate(),
+            Representation::Behaviour(b) => b.validate(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,6 +69,9 @@ pub struct SampleMeta {
     /// for the header-only baseline, since the vectors themselves have them masked.
     pub src_port: u16,
     pub dst_port: u16,
+    /// Packets of the flow seen when the sample was taken: a Deep Packet vector's packet
+    /// number, a FlowPic block's last packet, the packet a behaviour sample was decided at.
+    pub flow_packets: u64,
 }
 
 /// Receives the samples of one file.
@@ -54,6 +80,8 @@ pub trait SampleSink {
     fn label(&mut self, key: &FlowKey) -> Option<u32>;
     fn packet(&mut self, meta: &SampleMeta, vector: &[u8; VECTOR_LEN]);
     fn flowpic(&mut self, meta: &SampleMeta, image: &FlowPicImage);
+    /// A flow's behaviour sample (`BehaviourConfig::sample_len` raw values).
+    fn behaviour(&mut self, meta: &SampleMeta, sample: &[f32]);
 }
 
 /// What extraction found in one file, beside what reading found.
@@ -83,6 +111,11 @@ struct FlowState {
     /// Ports of the forward direction, for FlowPic sample metadata.
     ports: (u16, u16),
     fp: FlowPicState,
+    /// Behaviour representation only.
+    beh: Option<Box<BehaviourState>>,
+    /// Packets of the flow so far, and the first one's time.
+    packets: u64,
+    first_ns: i64,
 }
 
 /// Extract the samples of the capture at `path` into `sink`.
@@ -122,13 +155,24 @@ pub fn extract_from<R: std::io::Read, S: SampleSink>(
         sink: &mut S,
         rep: &mut ExtractReport,
     ) {
-        if let (Representation::FlowPic(fp), Some(label)) = (cfg.repr, e.state.label) {
-            let mut st = e.state;
-            let mut n = st.samples;
-            let (id, key, ports) = (e.id, e.key, st.ports);
-            st.fp.finish(&fp, &mut |img| {
-                emit_image(img, id, key, label, ports, &mut n, cap, sink, rep)
-            });
+        let Some(label) = e.state.label else { return };
+        let mut st = e.state;
+        match cfg.repr {
+            Representation::FlowPic(fp) => {
+                let mut n = st.samples;
+                let (id, key, ports, packets) = (e.id, e.key, st.ports, st.packets);
+                st.fp.finish(&fp, &mut |img| {
+                    emit_image(img, id, key, label, ports, packets, &mut n, cap, sink, rep)
+                });
+            }
+            Representation::Behaviour(b) => {
+                if let Some(sample) = st.beh.as_mut().and_then(|s| s.finish(&b)) {
+                    let meta = flow_meta(e.id, e.key, e.first_ts_ns, label, st.ports, st.packets);
+                    rep.samples += 1;
+                    sink.behaviour(&meta, &sample);
+                }
+            }
+            Representation::DeepPacket(_) => {}
         }
     }
 
@@ -154,6 +198,9 @@ pub fn extract_from<R: std::io::Read, S: SampleSink>(
             samples: 0,
             ports: (p.src_port, p.dst_port),
             fp: FlowPicState::default(),
+            beh: matches!(cfg.repr, Representation::Behaviour(_)).then(Box::default),
+            packets: 0,
+            first_ns: raw.ts_ns,
         });
         rep.peak_flows = rep.peak_flows.max(table_len as u64);
         if placed.new_flow {
@@ -168,6 +215,8 @@ pub fn extract_from<R: std::io::Read, S: SampleSink>(
             return;
         };
         rep.labelled_packets += 1;
+        placed.state.packets += 1;
+        let flow_packets = placed.state.packets;
         match cfg.repr {
             Representation::DeepPacket(dp) => {
                 if placed.state.samples >= cap {
@@ -192,6 +241,7 @@ pub fn extract_from<R: std::io::Read, S: SampleSink>(
                             l4: p.l4,
                             src_port: p.src_port,
                             dst_port: p.dst_port,
+                            flow_packets,
                         };
                         sink.packet(&meta, &buf);
                     }
@@ -204,9 +254,29 @@ pub fn extract_from<R: std::io::Read, S: SampleSink>(
                 let mut n = st.samples;
                 st.fp
                     .add(&fp, raw.ts_ns, placed.direction, p.ip_len as u32, &mut |img| {
-                        emit_image(img, id, key, label, ports, &mut n, cap, sink, &mut rep)
+                        emit_image(
+                            img,
+                            id,
+                            key,
+                            label,
+                            ports,
+                            flow_packets - 1,
+                            &mut n,
+                            cap,
+                            sink,
+                            &mut rep,
+                        )
                     });
                 st.samples = n;
+            }
+            Representation::Behaviour(b) => {
+                let st = placed.state;
+                let beh = st.beh.get_or_insert_with(Box::default);
+                if let Some(sample) = beh.add(&b, raw.ts_ns, placed.direction, &p) {
+                    let meta = flow_meta(placed.flow_id, placed.key, st.first_ns, label, st.ports, flow_packets);
+                    rep.samples += 1;
+                    sink.behaviour(&meta, &sample);
+                }
             }
         }
     })?;
@@ -223,6 +293,21 @@ fn count_drop(rep: &mut ExtractReport, p: &crate::decode::Decoded<'_>) {
     }
 }
 
+/// Metadata of a per-flow sample: the flow's first packet's time and ports.
+fn flow_meta(flow_id: u64, key: FlowKey, first_ns: i64, label: u32, ports: (u16, u16), packets: u64) -> SampleMeta {
+    SampleMeta {
+        flow_id,
+        key,
+        direction: None,
+        ts_ns: first_ns,
+        label,
+        l4: key.l4,
+        src_port: ports.0,
+        dst_port: ports.1,
+        flow_packets: packets,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn emit_image<S: SampleSink>(
     img: FlowPicImage,
@@ -230,6 +315,7 @@ fn emit_image<S: SampleSink>(
     key: FlowKey,
     label: u32,
     ports: (u16, u16),
+    flow_packets: u64,
     n: &mut u32,
     cap: u32,
     sink: &mut S,
@@ -250,6 +336,7 @@ fn emit_image<S: SampleSink>(
         l4: key.l4,
         src_port: ports.0,
         dst_port: ports.1,
+        flow_packets,
     };
     sink.flowpic(&meta, &img);
 }

@@ -23,6 +23,45 @@ impl SampleSink for Count {
         self.0 += v[0] as u64 & 1;
     }
     fn flowpic(&mut self, _: &SampleMeta, _: &FlowPicImage) {}
+    fn behaviour(&mut self, _: &SampleMeta, sample: &[f32]) {
+        assert!(
+            sample.iter().all(|v| v.is_finite()),
+            "a behaviour sample holds a non-finite value"
+        );
+        self.0 += 1;
+    }
+}
+
+#[test]
+fn behaviour_of_every_flow_is_finite() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: ../shared/data/ndpi not found (it ships beside the repository in CI only)");
+        return;
+    };
+    let b = privpkt_capture::BehaviourConfig {
+        payload_bytes: 16,
+        ..privpkt_capture::BehaviourConfig::behaviour()
+    };
+    let cfg = ExtractConfig {
+        repr: Representation::Behaviour(b),
+        flow: FlowConfig::default(),
+        max_per_flow: 0,
+    };
+    let (mut flows, mut samples) = (0u64, 0u64);
+    for f in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+        let mut c = Count(0);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract_file(&f, &cfg, &mut c)))
+            .unwrap_or_else(|_| panic!("panic on {}", f.display()));
+        if let Ok(rep) = r {
+            assert_eq!(rep.samples, c.0, "{}", f.display());
+            // One sample per flow (every flow is labelled here and has ≥ 1 packet).
+            assert_eq!(rep.samples, rep.flows, "{}", f.display());
+            flows += rep.flows;
+            samples += c.0;
+        }
+    }
+    assert!(flows > 5000, "{flows} flows");
+    assert_eq!(samples, flows);
 }
 
 #[test]

@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::labels::{iscx_value, ClassMap, IscxLabel, LabelSource, LabelSpec, ISCX_TABLE};
 use crate::npy::{self, Dtype, NpyWriter};
 use crate::split::{assign_groups, majority, packet_split, Group, Split, SplitConfig, SplitUnit};
-use crate::store::{CaptureEntry, ClassBalance, IndexRow, Manifest, Shard, Storage, Totals, FORMAT, FORMAT_VERSION};
+use crate::store::{
+    CaptureEntry, ClassBalance, FlowRow, IndexRow, Manifest, Shard, Storage, Totals, FORMAT, FORMAT_VERSION,
+};
 
 /// Parts with at least this many rows (or half the shard size, if smaller), all kept, become
 /// shards by a rename; smaller ones are merged so a corpus of many small captures does not
@@ -261,6 +263,8 @@ struct FileSink<'a> {
     class_counts: Vec<u64>,
     /// Flow id → (samples, class): the split groups of this capture.
     flows: HashMap<u64, (u64, u32)>,
+    /// Flow id → its key (for `flows.csv`).
+    keys: HashMap<u64, FlowKey>,
     sparse: bool,
     resolution: u32,
     dropped_by_map: u64,
@@ -273,6 +277,7 @@ impl FileSink<'_> {
         self.n_rows += 1;
         self.class_counts[meta.label as usize] += 1;
         self.flows.entry(meta.flow_id).or_insert((0, meta.label)).0 += 1;
+        self.keys.entry(meta.flow_id).or_insert(meta.key);
         let row = PartRow {
             flow: meta.flow_id,
             direction: match meta.direction {
@@ -346,6 +351,15 @@ impl SampleSink for FileSink<'_> {
         self.write(true, &[]);
         self.push(meta, image.bins.len() as u32);
     }
+
+    fn behaviour(&mut self, meta: &SampleMeta, sample: &[f32]) {
+        self.scratch.clear();
+        for v in sample {
+            self.scratch.extend_from_slice(&v.to_le_bytes());
+        }
+        self.write(true, &[]);
+        self.push(meta, 0);
+    }
 }
 
 /// Hashes everything read through it.
@@ -372,6 +386,7 @@ struct FileResult {
     class_counts: Vec<u64>,
     /// (flow id, samples, class), sorted by flow id.
     flows: Vec<(u64, u64, u32)>,
+    keys: HashMap<u64, FlowKey>,
     sha256: String,
     bytes: u64,
     report: Result<ExtractReport, String>,
@@ -415,6 +430,7 @@ fn extract_one(
         n_rows: 0,
         class_counts: vec![0; cand.len()],
         flows: HashMap::new(),
+        keys: HashMap::new(),
         sparse,
         resolution,
         dropped_by_map: 0,
@@ -439,6 +455,7 @@ fn extract_one(
         n_rows: sink.n_rows,
         class_counts: sink.class_counts,
         flows,
+        keys: std::mem::take(&mut sink.keys),
         sha256,
         bytes: reader.bytes,
         report,
@@ -449,9 +466,7 @@ fn extract_one(
 /// Run `prepare`.
 pub fn prepare(cfg: &PrepareConfig, progress: &(dyn Fn(Progress<'_>) + Sync)) -> Result<PrepareOutcome, PrepareError> {
     cfg.split.validate().map_err(PrepareError::Config)?;
-    if let Representation::FlowPic(fp) = cfg.extract.repr {
-        fp.validate().map_err(PrepareError::Config)?;
-    }
+    cfg.extract.repr.validate().map_err(PrepareError::Config)?;
     if cfg.out.exists() && !cfg.force {
         return Err(PrepareError::Input {
             path: cfg.out.clone(),
@@ -545,12 +560,13 @@ fn build(
         .collect();
     let (sparse, resolution) = match cfg.extract.repr {
         Representation::FlowPic(fp) => (fp.resolution > DENSE_FLOWPIC_MAX, fp.resolution),
-        Representation::DeepPacket(_) => (false, 0),
+        Representation::DeepPacket(_) | Representation::Behaviour(_) => (false, 0),
     };
 
     let (dtype, row_shape): (Dtype, Vec<u64>) = match cfg.extract.repr {
         Representation::DeepPacket(_) => (Dtype::U8, vec![VECTOR_LEN as u64]),
         Representation::FlowPic(_) => (Dtype::U16, vec![resolution as u64, resolution as u64]),
+        Representation::Behaviour(b) => (Dtype::F32, vec![b.sample_len() as u64]),
     };
     let dense_row = (!sparse).then_some((dtype, row_shape.as_slice()));
 
@@ -714,6 +730,11 @@ fn build(
     } else {
         None
     };
+    let flows_path = tmp.join("flows.csv");
+    let mut flows_csv = csv::Writer::from_writer(BufWriter::with_capacity(
+        1 << 16,
+        File::create(&flows_path).map_err(io_err(&flows_path))?,
+    ));
     let mut captures = Vec::new();
     let mut reports = Vec::new();
     let mut totals = Totals::default();
@@ -755,6 +776,8 @@ fn build(
         };
         let mut rows = BufReader::with_capacity(1 << 16, File::open(&r.rows_path).map_err(io_err(&r.rows_path))?);
         let mut kept_here = 0u64;
+        // Per flow of this capture: label, the splits its kept samples went to, kept samples.
+        let mut flow_rows: BTreeMap<u64, (usize, u8, u64)> = BTreeMap::new();
         let mut rec = [0u8; PartRow::LEN];
         for _ in 0..n {
             rows.read_exact(&mut rec).map_err(io_err(&r.rows_path))?;
@@ -820,10 +843,43 @@ fn build(
                 })?;
             sample += 1;
             kept_here += 1;
+            let f = flow_rows.entry(row.flow).or_insert((label, 0, 0));
+            f.1 |= 1 << split as u8;
+            f.2 += 1;
             class_counts[label] += 1;
             split_counts.get_mut(split.name()).expect("all splits present")[label] += 1;
         }
         drop((part, rows));
+        let file = r
+            .path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        for (flow, (label, splits, samples)) in flow_rows {
+            let key = r.keys.get(&flow).copied();
+            flows_csv
+                .serialize(FlowRow {
+                    capture: fi as u32,
+                    flow,
+                    file: file.clone(),
+                    l4: key.map_or_else(String::new, |k| k.l4.name().to_string()),
+                    endpoint_a: key.map_or_else(String::new, |k| k.a.to_string()),
+                    endpoint_b: key.map_or_else(String::new, |k| k.b.to_string()),
+                    label: classes[label].clone(),
+                    split: match Split::ALL
+                        .iter()
+                        .filter(|s| splits & (1 << **s as u8) != 0)
+                        .collect::<Vec<_>>()[..]
+                    {
+                        [one] => one.name().to_string(),
+                        _ => "mixed".to_string(),
+                    },
+                    samples,
+                })
+                .map_err(|e| PrepareError::Io {
+                    path: flows_path.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+        }
         for f in [&r.part, &r.rows_path] {
             if f.exists() {
                 std::fs::remove_file(f).map_err(io_err(f))?;
@@ -866,6 +922,8 @@ fn build(
     }
     index.flush().map_err(io_err(&index_path))?;
     drop(index);
+    flows_csv.flush().map_err(io_err(&flows_path))?;
+    drop(flows_csv);
     let storage = if let Some((indptr, mut bins, mut counts)) = sparse_out {
         bins.flush().map_err(io_err(tmp))?;
         counts.flush().map_err(io_err(tmp))?;

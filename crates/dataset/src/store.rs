@@ -2,12 +2,16 @@
 //!
 //! - `manifest.json`: representation and flow settings, label source, classes and counts,
 //!   split settings, seed, privpkt version, and every source capture with its sha256;
-//! - `shards/samples-NNNNN.npy`: dense samples — Deep Packet `(n, 1500) u8`, or FlowPic
-//!   `(n, R, R) u16` for R ≤ 64 — each opened by `np.load(path, mmap_mode="r")`;
+//! - `shards/samples-NNNNN.npy`: dense samples — Deep Packet `(n, 1500) u8`, FlowPic
+//!   `(n, R, R) u16` for R ≤ 64, or flow behaviour `(n, L) f32` (one row per flow, raw values
+//!   in the layout of `privpkt_capture::behaviour`) — each opened by
+//!   `np.load(path, mmap_mode="r")`;
 //! - `flowpic_indptr.npy` (u64, n+1), `flowpic_bins.npy` (u32 flat bins), `flowpic_counts.npy`
 //!   (u16) for larger FlowPics, in CSR form: image i is `bins[indptr[i]:indptr[i+1]]`;
 //! - `index.csv`: one row per sample (capture, flow, direction, timestamp, label, split, and
 //!   the header fields the header-only baseline needs);
+//! - `flows.csv`: one row per flow (capture file, protocol, endpoints, label, split, samples):
+//!   what a peer tool needs to score the same split;
 //! - `report.json`: what reading each capture found (skipped records with reasons and offsets).
 //!
 //! A directory is complete only when `manifest.json` is there; `prepare` writes into a
@@ -15,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use privpkt_capture::{ExtractConfig, Representation};
+use privpkt_capture::ExtractConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::labels::LabelSpec;
@@ -143,10 +147,7 @@ impl Manifest {
     }
 
     pub fn representation_name(&self) -> &'static str {
-        match self.extract.repr {
-            Representation::DeepPacket(_) => "deeppacket",
-            Representation::FlowPic(_) => "flowpic",
-        }
+        self.extract.repr.name()
     }
 }
 
@@ -166,6 +167,26 @@ pub struct IndexRow {
     pub l4: String,
     pub src_port: u16,
     pub dst_port: u16,
+}
+
+/// One row of `flows.csv`: a flow with samples in the dataset, where it came from and which
+/// split it went to (`mixed` only when split by packet).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowRow {
+    /// Position of the capture in `manifest.captures`.
+    pub capture: u32,
+    /// Flow id within the capture.
+    pub flow: u64,
+    /// The capture's file name, as labels CSVs name it.
+    pub file: String,
+    pub l4: String,
+    /// `ip:port` of the flow's two endpoints (`[addr]:port` for IPv6), smaller first.
+    pub endpoint_a: String,
+    pub endpoint_b: String,
+    pub label: String,
+    pub split: String,
+    /// Samples of the flow in the dataset.
+    pub samples: u64,
 }
 
 /// FlowPics in CSR form: image i is `bins[indptr[i]..indptr[i+1]]` with its `counts`.
@@ -315,6 +336,22 @@ impl Dataset {
             ));
         }
         Ok(rows)
+    }
+
+    /// The flows (`flows.csv`): which flow went to which split, with its endpoints.
+    pub fn read_flows(&self) -> Result<Vec<FlowRow>, StoreError> {
+        let p = self.dir.join("flows.csv");
+        if !p.exists() {
+            return Err(bad(
+                &p,
+                "missing: this dataset was prepared by an older privpkt; prepare it again to list its flows",
+            ));
+        }
+        let mut rdr = csv::Reader::from_path(&p).map_err(|e| bad(&p, e.to_string()))?;
+        rdr.deserialize::<FlowRow>()
+            .enumerate()
+            .map(|(i, r)| r.map_err(|e| bad(&p, format!("row {}: {e}", i + 2))))
+            .collect()
     }
 
     /// All dense samples as one byte vector (row-major), in sample order.

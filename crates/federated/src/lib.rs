@@ -389,6 +389,17 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
     progress(FedEvent::Partitioned(infos.clone()));
 
     let mut global = net.init_params(seed);
+    // Public pre-training: the federation starts from that model, and trains only its chosen
+    // layers in every organisation.
+    let mut pretraining = None;
+    if let Some(init) = &cfg.train.init {
+        let (p, prov) = privpkt_nn::init::load_init(init, &net, &ds.manifest.classes, &ds.manifest.extract, &global)?;
+        global = p;
+        pretraining = Some(prov);
+    }
+    // The released model: the global weights, or their moving average over rounds
+    // (post-processing of what the server already holds).
+    let mut average: Option<(Vec<Vec<f32>>, u64)> = None;
     let per_round = ((cfg.fraction * cfg.clients as f64).round() as usize).clamp(1, cfg.clients);
     let dp = match &cfg.client_dp {
         Some(d) => Some(ClientDpRun::new(d, cfg)?),
@@ -461,7 +472,8 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
                         cfg.local_epochs,
                         own_seed,
                         (cfg.prox_mu > 0.0).then_some((anchor.as_slice(), cfg.prox_mu)),
-                    ),
+                    )
+                    .map_err(|e| FedError::Config(format!("client {c}: {e}")))?,
                 };
                 Ok(Some((
                     c,
@@ -481,7 +493,23 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             None if plain.is_empty() => {}
             None => global.values = aggregate(&plain, &global, cfg.aggregation)?,
         }
-        let (f1, acc) = evaluate(&net, &global, &test)?;
+        if let Some(decay) = cfg.train.ema {
+            let (avg, t) = average.get_or_insert_with(|| (global.values.clone(), 0));
+            let d = decay.min((1.0 + *t as f64) / (10.0 + *t as f64)) as f32;
+            for (a, g) in avg.iter_mut().zip(&global.values) {
+                for (a, &g) in a.iter_mut().zip(g) {
+                    *a = d * *a + (1.0 - d) * g;
+                }
+            }
+            *t += 1;
+        }
+        let released = Params {
+            specs: global.specs.clone(),
+            values: average
+                .as_ref()
+                .map_or_else(|| global.values.clone(), |(a, _)| a.clone()),
+        };
+        let (f1, acc) = evaluate(&net, &released, &test)?;
         let rec = RoundRecord {
             round: r + 1,
             clients: chosen,
@@ -526,10 +554,15 @@ pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sy
             "config": cfg,
             "clients": infos,
             "rounds": rounds,
-            "note": "the global model after the last round; per-round scores are on the test split",
+            "note": "the global model after the last round (its moving average over rounds when the run averages); \
+                     per-round scores are on the test split",
         })),
+        pretraining,
         ..ModelMeta::for_dataset(ds, &net, &cfg.train)?
     };
+    if let Some((avg, _)) = average {
+        global.values = avg;
+    }
     Ok(FedOutcome {
         model: Model::new(meta, global)?,
         rounds,

@@ -364,7 +364,7 @@ impl FlClient for PrivpktTrainer {
                 }
                 local_dp_epochs(&self.net, &mut params, &self.train, &cfg, epochs, seed, dp)?
             }
-            None => local_epochs(&self.net, &mut params, &self.train, &cfg, epochs, seed, None),
+            None => local_epochs(&self.net, &mut params, &self.train, &cfg, epochs, seed, None)?,
         };
         anyhow::ensure!(
             loss.is_finite(),

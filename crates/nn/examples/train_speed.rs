@@ -1,9 +1,12 @@
-//! Training-step speed of a Deep Packet CNN on random data, for comparison with the PyTorch
-//! anchor (`opacus_deeppacket.py --fc 200,100,50`, non-private line).
+//! Training-step speed of a network on random data, for comparison with the PyTorch peers: the
+//! Deep Packet CNN (`opacus_deeppacket.py --fc 200,100,50`) or the packet-series network
+//! (`bench/opacus_series.py`, on behaviour samples of `--packets` packets with `--payload-bytes`
+//! bytes each and the flow statistics).
 //!
 //!     cargo run --release -p privpkt-nn --example train_speed -- \
 //!         [--batch 64] [--iters 10] [--warmup 2] [--conv im2col|im2col-autodiff|burn|all] \
-//!         [--optimizer sgd|adam] [--arch deeppacket-app|deeppacket-traffic] [--no-tune] [--dp]
+//!         [--optimizer sgd|adam] [--arch deeppacket-app|deeppacket-traffic|series-cnn|mlp|logistic] \
+//!         [--packets 30] [--payload-bytes 16] [--no-tune] [--dp]
 //!
 //! `--dp` also times a DP-SGD step on the same batch (every example its own unit, as Opacus
 //! clips): per-example norms and clipped sums from one backward pass, ChaCha20 noise for every
@@ -55,10 +58,21 @@ fn main() {
         privpkt_nn::tune_allocator();
     }
 
-    let classes = 17;
-    let mut net = Network::new(arch, InputSpec::DeepPacket { len: 1500 }, classes).expect("network");
+    let deeppacket = matches!(arch, Arch::DeepPacketApp | Arch::DeepPacketTraffic | Arch::Sae);
+    let input = if deeppacket {
+        InputSpec::DeepPacket { len: 1500 }
+    } else {
+        InputSpec::Behaviour {
+            packets: arg(&args, "--packets").map_or(30, |s| s.parse().expect("--packets N")),
+            payload_bytes: arg(&args, "--payload-bytes").map_or(16, |s| s.parse().expect("--payload-bytes K")),
+            stats: privpkt_capture::STATS.len(),
+        }
+    };
+    let classes = if deeppacket { 17 } else { 10 };
+    let convs = if deeppacket { convs } else { vec![ConvImpl::Im2col] };
+    let mut net = Network::new(arch, input, classes).expect("network");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x: Vec<f32> = (0..batch * 1500).map(|_| rng.random::<f32>()).collect();
+    let x: Vec<f32> = (0..batch * input.features()).map(|_| rng.random::<f32>()).collect();
     let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
     for conv in convs {
         net.conv = conv;
@@ -101,6 +115,7 @@ fn main() {
                     &offsets,
                     1.0,
                     Some(&mut ChaCha8Rng::seed_from_u64(it as u64)),
+                    Default::default(),
                 )
                 .expect("DP step");
                 for v in &mut g.sum {
@@ -120,6 +135,8 @@ fn main() {
             "{}",
             serde_json::json!({
                 "arch": arch.name(),
+                "input": input.to_string(),
+                "features": input.features(),
                 "conv": match conv {
                     ConvImpl::Im2col => "im2col",
                     ConvImpl::Im2colAutodiff => "im2col-autodiff",

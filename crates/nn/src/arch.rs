@@ -3,20 +3,27 @@
 use std::fmt;
 use std::str::FromStr;
 
-use privpkt_capture::{Representation, VECTOR_LEN};
+use privpkt_capture::{BehaviourConfig, Representation, SERIES_CHANNELS};
 use privpkt_dataset::{Manifest, Storage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NnError, Result};
 
-/// The models of the two papers.
+/// The architectures (one module each in [`crate::archs`]).
 ///
+/// The papers' models, on packet bytes and images:
 /// - `deeppacket-app` / `deeppacket-traffic`: Deep Packet's 1D-CNN, application identification
 ///   (conv 200×k4 s3 → conv 200×k5 s1) and traffic characterisation (k5 s3 → k4 s3) variants,
 ///   each followed by max-pool 2 and FC 200-100-50 with dropout 0.05.
 /// - `sae`: Deep Packet's stacked autoencoder 1500→400-300-200-100-50, greedily pre-trained.
 /// - `flowpic`: the FlowPic CNN for the paper's 1500×1500 images (conv 10×10 s5 twice).
 /// - `flowpic-mini`: the same layout with 3×3 stride-1 convolutions, for 32×32 mini-FlowPics.
+///
+/// Models of flow behaviour (series and statistics), small enough for DP-SGD:
+/// - `logistic`: multinomial logistic regression;
+/// - `mlp`: two hidden layers (256, 128);
+/// - `series-cnn`: 1-D convolutions over the packet series with masked global pooling, the
+///   first packets in order, and the flow statistics when present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
@@ -29,15 +36,22 @@ pub enum Arch {
     FlowPic,
     #[serde(rename = "flowpic-mini")]
     FlowPicMini,
+    Logistic,
+    Mlp,
+    #[serde(rename = "series-cnn")]
+    SeriesCnn,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 8] = [
         Arch::DeepPacketApp,
         Arch::DeepPacketTraffic,
         Arch::Sae,
         Arch::FlowPic,
         Arch::FlowPicMini,
+        Arch::Logistic,
+        Arch::Mlp,
+        Arch::SeriesCnn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,40 +61,35 @@ impl Arch {
             Arch::Sae => "sae",
             Arch::FlowPic => "flowpic",
             Arch::FlowPicMini => "flowpic-mini",
+            Arch::Logistic => "logistic",
+            Arch::Mlp => "mlp",
+            Arch::SeriesCnn => "series-cnn",
         }
     }
 
     /// The architecture a representation gets when none is asked for: the app-ID CNN for Deep
     /// Packet vectors; the paper's FlowPic CNN for images of at least 256×256 (its two stride-5
-    /// convolutions need room), the mini variant below that.
+    /// convolutions need room), the mini variant below that; for flow behaviour the series
+    /// network when there is a series long enough for it, else the MLP.
     pub fn default_for(repr: &Representation) -> Arch {
         match repr {
             Representation::DeepPacket(_) => Arch::DeepPacketApp,
             Representation::FlowPic(fp) if fp.resolution >= 256 => Arch::FlowPic,
             Representation::FlowPic(_) => Arch::FlowPicMini,
+            Representation::Behaviour(b) => {
+                let input = InputSpec::of_behaviour(b);
+                if Arch::SeriesCnn.check_input(&input).is_ok() {
+                    Arch::SeriesCnn
+                } else {
+                    Arch::Mlp
+                }
+            }
         }
     }
 
     /// Whether this architecture can take `input`, with the reason when it cannot.
     pub fn check_input(self, input: &InputSpec) -> Result<()> {
-        match (self, input) {
-            (Arch::DeepPacketApp | Arch::DeepPacketTraffic | Arch::Sae, InputSpec::DeepPacket { len }) => {
-                if *len == VECTOR_LEN {
-                    Ok(())
-                } else {
-                    Err(NnError::Incompatible(format!(
-                        "{self} takes Deep Packet vectors of {VECTOR_LEN} bytes, the data has {len}"
-                    )))
-                }
-            }
-            (Arch::FlowPic | Arch::FlowPicMini, InputSpec::FlowPic { resolution }) => {
-                crate::model::flowpic_dims(self, *resolution).map(|_| ())
-            }
-            _ => Err(NnError::Incompatible(format!(
-                "{self} does not take {} samples",
-                input.representation()
-            ))),
-        }
+        crate::archs::of(self).check_input(input)
     }
 }
 
@@ -108,6 +117,13 @@ pub enum InputSpec {
     DeepPacket { len: usize },
     /// A FlowPic histogram of `resolution`×`resolution` packet counts.
     FlowPic { resolution: usize },
+    /// A flow's behaviour: `packets` series rows of `SERIES_CHANNELS + payload_bytes` values,
+    /// then `stats` flow statistics (the layout of `privpkt_capture::behaviour`).
+    Behaviour {
+        packets: usize,
+        payload_bytes: usize,
+        stats: usize,
+    },
 }
 
 impl InputSpec {
@@ -130,25 +146,65 @@ impl InputSpec {
                 }
                 Ok(InputSpec::FlowPic { resolution: r })
             }
-            (Representation::DeepPacket(_), Storage::Sparse { .. }) => {
-                Err(bad("Deep Packet vectors stored sparse".into()))
+            (Representation::Behaviour(b), Storage::Dense { row_shape, .. }) => {
+                if row_shape[..] != [b.sample_len() as u64] {
+                    return Err(bad(format!(
+                        "behaviour samples of {} values expected, rows of shape {row_shape:?} stored",
+                        b.sample_len()
+                    )));
+                }
+                Ok(InputSpec::of_behaviour(b))
+            }
+            (Representation::DeepPacket(_) | Representation::Behaviour(_), Storage::Sparse { .. }) => {
+                Err(bad(format!("{} samples stored sparse", m.extract.repr.name())))
             }
         }
     }
 
-    /// Values per sample.
-    pub fn features(&self) -> usize {
-        match *self {
-            InputSpec::DeepPacket { len } => len,
-            InputSpec::FlowPic { resolution } => resolution * resolution,
+    /// The input of behaviour samples made with `b`.
+    pub fn of_behaviour(b: &BehaviourConfig) -> InputSpec {
+        InputSpec::Behaviour {
+            packets: b.packets as usize,
+            payload_bytes: b.payload_bytes as usize,
+            stats: b.stats_len(),
         }
     }
 
-    /// The dataset's name for the representation ("deeppacket" / "flowpic").
+    /// Values per sample the network sees (after [`Scaling`], which widens behaviour samples).
+    pub fn features(&self) -> usize {
+        match *self {
+            InputSpec::Behaviour {
+                packets,
+                payload_bytes,
+                stats,
+            } => packets * encoded_packet_width(payload_bytes) + stats * PLE_BINS,
+            _ => self.stored_len(),
+        }
+    }
+
+    /// Values per sample as stored in the dataset.
+    pub fn stored_len(&self) -> usize {
+        match *self {
+            InputSpec::DeepPacket { len } => len,
+            InputSpec::FlowPic { resolution } => resolution * resolution,
+            InputSpec::Behaviour {
+                packets,
+                payload_bytes,
+                stats,
+            } => packets * (SERIES_CHANNELS + payload_bytes) + stats,
+        }
+    }
+
+    /// The dataset's name for the representation.
     pub fn representation(&self) -> &'static str {
-        match self {
+        match *self {
             InputSpec::DeepPacket { .. } => "deeppacket",
             InputSpec::FlowPic { .. } => "flowpic",
+            InputSpec::Behaviour { packets, stats, .. } => match (packets > 0, stats > 0) {
+                (true, false) => "series",
+                (false, true) => "flowstats",
+                _ => "behaviour",
+            },
         }
     }
 
@@ -157,17 +213,50 @@ impl InputSpec {
         match self {
             InputSpec::DeepPacket { .. } => Scaling::BytesOver255,
             InputSpec::FlowPic { .. } => Scaling::Log1pOverImageMax,
+            InputSpec::Behaviour { .. } => Scaling::Behaviour,
         }
     }
 }
 
 impl fmt::Display for InputSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match *self {
             InputSpec::DeepPacket { len } => write!(f, "Deep Packet vectors of {len} bytes"),
             InputSpec::FlowPic { resolution } => write!(f, "{resolution}×{resolution} FlowPics"),
+            InputSpec::Behaviour {
+                packets,
+                payload_bytes,
+                stats,
+            } => {
+                let mut parts = Vec::new();
+                if packets > 0 {
+                    parts.push(if payload_bytes > 0 {
+                        format!("{packets}-packet series with {payload_bytes} payload bytes each")
+                    } else {
+                        format!("{packets}-packet series")
+                    });
+                }
+                if stats > 0 {
+                    parts.push(format!("{stats} flow statistics"));
+                }
+                write!(f, "flow behaviour ({})", parts.join(" and "))
+            }
         }
     }
+}
+
+/// Piecewise-linear bins of each numeric behaviour value ([`Scaling::Behaviour`]).
+pub const PLE_BINS: usize = 16;
+/// Upper end of the last bin, on the scaled values (larger values saturate it).
+pub const PLE_MAX: f32 = 1.6;
+/// Series values per packet kept as they are: mask, direction and the six TCP flags.
+pub const PLAIN_CHANNELS: usize = 8;
+/// Numeric series values per packet spread over bins: IP length, payload length, gap.
+pub const BINNED_CHANNELS: usize = 3;
+
+/// Network inputs per series packet with `payload_bytes` bytes.
+pub fn encoded_packet_width(payload_bytes: usize) -> usize {
+    PLAIN_CHANNELS + BINNED_CHANNELS * PLE_BINS + 8 * payload_bytes
 }
 
 /// Input scaling, recorded in the model file so inference scales exactly as training did.
@@ -180,4 +269,12 @@ pub enum Scaling {
     /// log keeps sparse bins visible, and dividing by the image's own maximum makes images of
     /// busy and quiet flows comparable. An empty image stays all zeros.
     Log1pOverImageMax,
+    /// Flow behaviour, each value by a fixed transform of its kind, so no statistic of the data
+    /// (nothing private) is needed: sizes over 1500; gaps `ln(1 + µs) / 16`; counts
+    /// `ln(1 + n) / 10`; bytes `ln(1 + b) / 16`; milliseconds `ln(1 + ms) / 12`; shares as they
+    /// are; the protocol as 1 for UDP. Each such number is then spread over [`PLE_BINS`]
+    /// piecewise-linear bins of width [`PLE_MAX`]`/PLE_BINS` (Gorishniy et al. 2022: bin k is
+    /// `clamp(v/w − k, 0, 1)`), which lets small models draw thresholds as trees do; masks,
+    /// directions and flags stay single 0/±1 values, and each payload byte becomes its 8 bits.
+    Behaviour,
 }

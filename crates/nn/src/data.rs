@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use privpkt_dataset::npy::{self, Dtype};
 use privpkt_dataset::{Dataset, Split, Storage};
 
-use crate::arch::InputSpec;
+use privpkt_capture::behaviour::StatKind;
+use privpkt_capture::{SERIES_CHANNELS, STATS};
+
+use crate::arch::{encoded_packet_width, InputSpec, PLAIN_CHANNELS, PLE_BINS, PLE_MAX};
 use crate::error::{NnError, Result};
 
 /// Stored samples of one split.
@@ -18,6 +21,8 @@ pub enum SampleData {
     Bytes(Vec<u8>),
     /// Dense FlowPics, row-major `n × R × R`.
     Dense16(Vec<u16>),
+    /// Flow behaviour rows, raw values, row-major `n × features`.
+    F32(Vec<f32>),
     /// CSR FlowPics: image i is `bins[indptr[i]..indptr[i+1]]` with its `counts`.
     Sparse {
         indptr: Vec<u64>,
@@ -53,6 +58,10 @@ impl Samples {
     pub fn raw(&self) -> RawBatch<'_> {
         match (&self.data, self.input) {
             (SampleData::Bytes(b), _) => RawBatch::DeepPacket(b),
+            (SampleData::F32(v), InputSpec::Behaviour { .. }) => RawBatch::Behaviour {
+                input: self.input,
+                values: v,
+            },
             (SampleData::Dense16(d), InputSpec::FlowPic { resolution }) => {
                 RawBatch::FlowPicDense { resolution, counts: d }
             }
@@ -65,6 +74,7 @@ impl Samples {
                 }
             }
             (_, InputSpec::DeepPacket { .. }) => RawBatch::DeepPacket(&[]),
+            (_, input) => RawBatch::Behaviour { input, values: &[] },
         }
     }
 
@@ -77,6 +87,66 @@ impl Samples {
         c
     }
 
+    /// The samples of several sets one after the other (same input representation).
+    pub fn concat(parts: &[&Samples]) -> Result<Samples> {
+        let first = parts
+            .first()
+            .ok_or_else(|| NnError::Config("no samples to concatenate".into()))?;
+        let mut out = Samples {
+            input: first.input,
+            data: match &first.data {
+                SampleData::Bytes(_) => SampleData::Bytes(Vec::new()),
+                SampleData::Dense16(_) => SampleData::Dense16(Vec::new()),
+                SampleData::F32(_) => SampleData::F32(Vec::new()),
+                SampleData::Sparse { .. } => SampleData::Sparse {
+                    indptr: vec![0],
+                    bins: Vec::new(),
+                    counts: Vec::new(),
+                },
+            },
+            labels: Vec::new(),
+            sample: Vec::new(),
+            capture: Vec::new(),
+            flow: Vec::new(),
+        };
+        for p in parts {
+            if p.input != out.input {
+                return Err(NnError::Incompatible(format!(
+                    "samples of {} and {} cannot be mixed",
+                    out.input, p.input
+                )));
+            }
+            match (&mut out.data, &p.data) {
+                (SampleData::Bytes(a), SampleData::Bytes(b)) => a.extend_from_slice(b),
+                (SampleData::Dense16(a), SampleData::Dense16(b)) => a.extend_from_slice(b),
+                (SampleData::F32(a), SampleData::F32(b)) => a.extend_from_slice(b),
+                (
+                    SampleData::Sparse { indptr, bins, counts },
+                    SampleData::Sparse {
+                        indptr: ip,
+                        bins: b,
+                        counts: c,
+                    },
+                ) => {
+                    let base = *indptr.last().unwrap_or(&0);
+                    indptr.extend(ip.iter().skip(1).map(|v| v + base));
+                    bins.extend_from_slice(b);
+                    counts.extend_from_slice(c);
+                }
+                _ => {
+                    return Err(NnError::Incompatible(
+                        "dense and sparse samples cannot be mixed (datasets stored differently)".into(),
+                    ))
+                }
+            }
+            out.labels.extend_from_slice(&p.labels);
+            out.sample.extend_from_slice(&p.sample);
+            out.capture.extend_from_slice(&p.capture);
+            out.flow.extend_from_slice(&p.flow);
+        }
+        Ok(out)
+    }
+
     /// The samples at `keep` (in that order).
     pub fn subset(&self, keep: &[usize]) -> Samples {
         let data = match &self.data {
@@ -87,6 +157,10 @@ impl Samples {
             SampleData::Dense16(d) => {
                 let w = self.input.features();
                 SampleData::Dense16(keep.iter().flat_map(|&i| &d[i * w..(i + 1) * w]).copied().collect())
+            }
+            SampleData::F32(d) => {
+                let w = self.input.stored_len();
+                SampleData::F32(keep.iter().flat_map(|&i| &d[i * w..(i + 1) * w]).copied().collect())
             }
             SampleData::Sparse { indptr, bins, counts } => {
                 let (mut ip, mut bs, mut cs) = (vec![0u64], Vec::new(), Vec::new());
@@ -130,6 +204,8 @@ pub enum RawBatch<'a> {
         bins: &'a [u32],
         counts: &'a [u16],
     },
+    /// Flow behaviour rows of `input.stored_len()` raw values.
+    Behaviour { input: InputSpec, values: &'a [f32] },
 }
 
 impl RawBatch<'_> {
@@ -177,6 +253,32 @@ impl RawBatch<'_> {
                 }
                 Ok((InputSpec::FlowPic { resolution }, indptr.len() - 1))
             }
+            RawBatch::Behaviour { input, values } => {
+                let w = input.stored_len();
+                let InputSpec::Behaviour { stats, .. } = input else {
+                    return Err(bad(format!("{input} is not a behaviour input")));
+                };
+                if stats != 0 && stats != STATS.len() {
+                    return Err(bad(format!(
+                        "{stats} flow statistics per sample, this privpkt computes {}: prepare the data again",
+                        STATS.len()
+                    )));
+                }
+                if w == 0 || !values.len().is_multiple_of(w) {
+                    return Err(bad(format!(
+                        "{} values is not a whole number of {w}-value behaviour samples",
+                        values.len()
+                    )));
+                }
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(format!(
+                        "behaviour sample {} holds a non-finite value (value {} of the row)",
+                        i / w,
+                        i % w
+                    )));
+                }
+                Ok((input, values.len() / w))
+            }
         }
     }
 
@@ -216,7 +318,33 @@ impl RawBatch<'_> {
                     }
                 }
             }
+            RawBatch::Behaviour { input, values } => {
+                let w = input.stored_len();
+                scale_behaviour(&input, &values[i * w..(i + 1) * w], out);
+            }
         }
+    }
+
+    /// Augmented views of samples `idx` (behaviour samples; others as [`RawBatch::batch`]),
+    /// scaled, row-major `[idx.len(), features]`: one fresh view per entry of `idx`.
+    pub fn batch_augmented<R: rand::Rng>(
+        &self,
+        idx: &[usize],
+        features: usize,
+        aug: &crate::augment::Augment,
+        rng: &mut R,
+    ) -> Vec<f32> {
+        let RawBatch::Behaviour { input, values } = *self else {
+            return self.batch(idx, features);
+        };
+        let w = input.stored_len();
+        let mut view = vec![0f32; w];
+        let mut out = vec![0f32; idx.len() * features];
+        for (row, &i) in out.chunks_exact_mut(features.max(1)).zip(idx) {
+            aug.view(&input, &values[i * w..(i + 1) * w], &mut view, rng);
+            scale_behaviour(&input, &view, row);
+        }
+        out
     }
 
     /// Samples `idx`, scaled, row-major `[idx.len(), features]`.
@@ -226,6 +354,71 @@ impl RawBatch<'_> {
             self.fill(i, row);
         }
         out
+    }
+}
+
+/// [`crate::Scaling::Behaviour`]: each raw value by the fixed transform of its kind, numbers
+/// spread over piecewise-linear bins, payload bytes as bits. `out` has `input.features()` values.
+pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
+    let InputSpec::Behaviour {
+        packets,
+        payload_bytes,
+        stats,
+    } = *input
+    else {
+        return;
+    };
+    let channels = SERIES_CHANNELS + payload_bytes;
+    let width = encoded_packet_width(payload_bytes);
+    let series = packets * channels;
+    for (o, r) in out[..packets * width]
+        .chunks_exact_mut(width)
+        .zip(raw[..series].chunks_exact(channels))
+    {
+        // mask, direction, then the six flags as they are.
+        o[0] = r[0];
+        o[1] = r[1];
+        o[2..PLAIN_CHANNELS].copy_from_slice(&r[5..SERIES_CHANNELS]);
+        let mut at = PLAIN_CHANNELS;
+        for v in [r[2] / 1500.0, r[3] / 1500.0, r[4].max(0.0).ln_1p() / 16.0] {
+            ple(v, &mut o[at..at + PLE_BINS]);
+            at += PLE_BINS;
+        }
+        for (bits, &b) in o[at..].chunks_exact_mut(8).zip(&r[SERIES_CHANNELS..]) {
+            let b = b.clamp(0.0, 255.0) as u8;
+            for (k, x) in bits.iter_mut().enumerate() {
+                *x = ((b >> (7 - k)) & 1) as f32;
+            }
+        }
+    }
+    for ((o, &r), f) in out[packets * width..]
+        .chunks_exact_mut(PLE_BINS)
+        .zip(&raw[series..series + stats])
+        .zip(STATS.iter())
+    {
+        ple(scale_stat(f.kind, r), o);
+    }
+}
+
+/// Piecewise-linear encoding of `v` over `out.len()` bins of width `PLE_MAX / PLE_BINS` from
+/// 0: bin k holds `clamp(v/w − k, 0, 1)` (its sum is `v/w` inside the range).
+fn ple(v: f32, out: &mut [f32]) {
+    let x = v.max(0.0) * (PLE_BINS as f32 / PLE_MAX);
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = (x - k as f32).clamp(0.0, 1.0);
+    }
+}
+
+/// The fixed transform of one flow statistic, before binning.
+pub fn scale_stat(kind: StatKind, v: f32) -> f32 {
+    let v = v.max(0.0);
+    match kind {
+        StatKind::Count => v.ln_1p() / 10.0,
+        StatKind::Bytes => v.ln_1p() / 16.0,
+        StatKind::Size => v / 1500.0,
+        StatKind::Millis => v.ln_1p() / 12.0,
+        StatKind::Share => v,
+        StatKind::Protocol => (v == 17.0) as u8 as f32,
     }
 }
 
@@ -266,7 +459,7 @@ pub fn load_split(ds: &Dataset, split: Split) -> Result<Samples> {
     }
     let data = match &m.storage {
         Storage::Dense { dtype, shards, .. } => {
-            let width = input.features();
+            let width = input.stored_len();
             let mut bytes = Vec::with_capacity(rows.len() * width * dtype.size());
             let row_bytes = width * dtype.size();
             let mut next = 0; // position in `rows` (sorted ascending, index order)
@@ -296,6 +489,12 @@ pub fn load_split(ds: &Dataset, split: Split) -> Result<Samples> {
                     bytes
                         .chunks_exact(2)
                         .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect(),
+                ),
+                Dtype::F32 if matches!(input, InputSpec::Behaviour { .. }) => SampleData::F32(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect(),
                 ),
                 other => {

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Samples;
 use crate::error::{NnError, Result};
-use crate::model::{cross_entropy_sum, Mode, Network, Params, ProbeKind};
+use crate::model::{weighted_cross_entropy_sum, Mode, Network, Params, ProbeKind};
 use crate::train::StepStats;
 
 /// Whose privacy the guarantee is about: the records the accountant's ε applies to.
@@ -258,9 +258,30 @@ fn engine_err(e: privpkt_privacy::PrivacyError) -> NnError {
     NnError::Config(format!("DP-SGD: {e}"))
 }
 
+/// Which tensors get per-unit gradients, and how much each example's loss counts.
+#[derive(Debug, Clone, Copy)]
+pub struct GradOptions<'a> {
+    /// Tensors being trained (`None`: all). The others get no gradient, take no part in the
+    /// unit norms and get no noise: they are public (kept from a pre-trained model).
+    pub trainable: Option<&'a [bool]>,
+    /// Weight of every example's loss: `1/views` when each sample is present as several
+    /// augmented views, so a unit's gradient is the mean over its views before clipping.
+    pub example_weight: f32,
+}
+
+impl Default for GradOptions<'_> {
+    fn default() -> Self {
+        GradOptions {
+            trainable: None,
+            example_weight: 1.0,
+        }
+    }
+}
+
 /// Loss, predictions and each unit's clipped gradient sum for a batch `x` (`[n, features]`,
 /// scaled) whose examples are grouped into units by `offsets`. `dropout` `None` disables
 /// dropout (tests compare with batch-of-one passes).
+#[allow(clippy::too_many_arguments)]
 pub fn clipped_gradients(
     net: &Network,
     params: &Params,
@@ -269,6 +290,7 @@ pub fn clipped_gradients(
     offsets: &[usize],
     clip: f64,
     dropout: Option<&mut ChaCha8Rng>,
+    opts: GradOptions<'_>,
 ) -> Result<ClippedGrads> {
     let n = targets.len();
     let units = offsets.len().saturating_sub(1);
@@ -296,10 +318,13 @@ pub fn clipped_gradients(
             dropout,
             probes: Some(&mut probes),
             conv_block: Some(&mut block),
+            trainable: opts.trainable,
         },
     );
-    // Every parameter must belong to a layer with a per-example rule, or the run is refused.
-    let mut covered = vec![false; params.values.len()];
+    let trains = |i: usize| opts.trainable.is_none_or(|t| t.get(i).copied().unwrap_or(true));
+    // Every trained parameter must belong to a layer with a per-example rule, or the run is
+    // refused; frozen ones need none.
+    let mut covered: Vec<bool> = (0..params.values.len()).map(|i| !trains(i)).collect();
     for pr in &probes {
         covered[pr.weight] = true;
         covered[pr.bias] = true;
@@ -316,35 +341,39 @@ pub fn clipped_gradients(
     }
     let probs = logits.clone().inner().into_data();
     let correct = crate::train::count_correct(&probs, targets, net.classes);
-    let loss = cross_entropy_sum(logits, targets);
+    let loss = weighted_cross_entropy_sum(logits, targets, opts.example_weight);
     let grads = loss.backward();
     let loss_sum = host(loss.inner());
 
     let mut pairs = Vec::new();
-    if let Some((block, features)) = block {
+    if let Some((block, features)) = block.filter(|_| (0..4).any(trains)) {
         let df = host(features.grad(&grads).expect("the features lie on the loss's path"));
         let g = block.backward(&p, &df, false);
         let [(l1, d1), (l2, d2)] = block.layer_rows();
-        pairs.push(HostPair {
-            weight: 0,
-            input: block.cols1,
-            grad: g.g1,
-            d_out: params.values[1].len(),
-            kind: PairKind::Rows {
-                d_in: d1,
-                rows_per_example: l1,
-            },
-        });
-        pairs.push(HostPair {
-            weight: 2,
-            input: block.cols2,
-            grad: g.g2,
-            d_out: params.values[3].len(),
-            kind: PairKind::Rows {
-                d_in: d2,
-                rows_per_example: l2,
-            },
-        });
+        if trains(0) {
+            pairs.push(HostPair {
+                weight: 0,
+                input: block.cols1,
+                grad: g.g1,
+                d_out: params.values[1].len(),
+                kind: PairKind::Rows {
+                    d_in: d1,
+                    rows_per_example: l1,
+                },
+            });
+        }
+        if trains(2) {
+            pairs.push(HostPair {
+                weight: 2,
+                input: block.cols2,
+                grad: g.g2,
+                d_out: params.values[3].len(),
+                kind: PairKind::Rows {
+                    d_in: d2,
+                    rows_per_example: l2,
+                },
+            });
+        }
     }
     for pr in probes {
         let [_, p1, p2] = pr.probe.dims();
@@ -424,10 +453,17 @@ pub fn clipped_gradients(
         };
         sum[pair.weight + 1] = b;
     }
+    // A frozen layer of the hand-written block: its (zero) sums are not the run's to change.
+    for (i, s) in sum.iter_mut().enumerate() {
+        if !trains(i) {
+            s.fill(0.0);
+        }
+    }
     Ok(ClippedGrads {
         sum,
         stats: StepStats {
-            loss: f64::from(loss_sum.first().copied().unwrap_or(f32::NAN)) / n as f64,
+            loss: f64::from(loss_sum.first().copied().unwrap_or(f32::NAN))
+                / (n as f64 * f64::from(opts.example_weight)),
             correct,
         },
         clipped_units,
@@ -468,7 +504,13 @@ pub(crate) struct DpRun {
     sample_key: [u8; 32],
     streams_per_step: u64,
     seed: u64,
+    /// Tensors trained (the others are public, kept from a pre-trained model: no noise).
+    trainable: Vec<bool>,
+    augment: Option<crate::augment::Augment>,
 }
+
+/// `--batch-size full`: every unit in every step (q = 1: full-batch DP gradient descent).
+pub const FULL_BATCH: usize = usize::MAX;
 
 impl DpRun {
     /// Sets up DP-SGD for `train`: σ from the settings, or calibrated so that the planned
@@ -485,15 +527,24 @@ impl DpRun {
         dp.validate()?;
         let units = units_of(train, dp.unit);
         let n_units = units.len();
-        let q = cfg.batch_size as f64 / n_units.max(1) as f64;
+        let full = cfg.batch_size == FULL_BATCH;
+        let q = if full {
+            1.0
+        } else {
+            cfg.batch_size as f64 / n_units.max(1) as f64
+        };
         if q > 1.0 {
             return Err(NnError::Config(format!(
                 "DP-SGD: an expected batch of {} {}s exceeds the {n_units} {}s of the train split (q = {q:.3} > 1); \
-                 lower --batch-size",
+                 lower --batch-size, or give `--batch-size full` for full-batch DP gradient descent",
                 cfg.batch_size, dp.unit, dp.unit
             )));
         }
-        let steps_per_epoch = ((n_units as f64 / cfg.batch_size as f64).round() as u64).max(1);
+        let steps_per_epoch = if full {
+            1
+        } else {
+            ((n_units as f64 / cfg.batch_size as f64).round() as u64).max(1)
+        };
         let planned = steps_per_epoch * cfg.epochs as u64;
         let (sigma, calibrated) = match (*saved_sigma, dp.sigma, dp.epsilon) {
             (Some(s), given, _) => (s, given.is_none()),
@@ -539,6 +590,8 @@ impl DpRun {
             // Step t's noise starts at stream t·(streams per step): a resumed run never reuses any.
             streams_per_step: net.param_specs().iter().map(|p| streams_needed(p.numel())).sum(),
             seed: cfg.seed,
+            trainable: crate::init::trainable(cfg.init.as_ref(), &net.param_specs())?,
+            augment: cfg.augment,
         };
         progress(crate::train::TrainEvent::Privacy {
             sigma,
@@ -582,10 +635,24 @@ impl DpRun {
         };
         let mut rng = ChaCha20Rng::from_seed(self.sample_key);
         rng.set_stream(t);
-        let b = poisson_batch(&self.units, self.q, self.cfg.unit_cap, &mut rng);
-        let x = raw.batch(&b.samples, net.input.features());
+        let mut b = poisson_batch(&self.units, self.q, self.cfg.unit_cap, &mut rng);
+        // Augmentation multiplicity: each sample as `views` views of one unit, averaged.
+        let views = self.augment.map_or(1, |a| a.views);
+        let x = match &self.augment {
+            Some(aug) => {
+                b.samples = b.samples.iter().flat_map(|&i| std::iter::repeat_n(i, views)).collect();
+                b.offsets.iter_mut().for_each(|o| *o *= views);
+                let mut arng = ChaCha8Rng::seed_from_u64(crate::train::derive_seed(self.seed, &[STREAM_AUGMENT, t]));
+                raw.batch_augmented(&b.samples, net.input.features(), aug, &mut arng)
+            }
+            None => raw.batch(&b.samples, net.input.features()),
+        };
         let y: Vec<u32> = b.samples.iter().map(|&i| train.labels[i]).collect();
-        let mut cg = clipped_gradients(net, params, x, &y, &b.offsets, clip, Some(dropout))?;
+        let opts = GradOptions {
+            trainable: Some(&self.trainable),
+            example_weight: 1.0 / views as f32,
+        };
+        let mut cg = clipped_gradients(net, params, x, &y, &b.offsets, clip, Some(dropout), opts)?;
         if let Some(c) = canaries.as_deref_mut() {
             c.inject(t, self.q, clip, &mut cg.sum)?;
         }
@@ -593,8 +660,13 @@ impl DpRun {
         noise.set_next_stream(t * self.streams_per_step);
         let std = (self.sigma * self.cfg.clip) as f32;
         if broken != Some(BrokenDp::Noise) {
-            for g in &mut cg.sum {
-                noise.add_noise(g, std).map_err(privacy_err)?;
+            for (g, &trained) in cg.sum.iter_mut().zip(&self.trainable) {
+                if trained {
+                    noise.add_noise(g, std).map_err(privacy_err)?;
+                } else {
+                    // Streams stay reserved for every tensor: freezing one shifts no other's noise.
+                    noise.set_next_stream(noise.next_stream() + streams_needed(g.len()));
+                }
             }
         }
         if let Some(c) = canaries {
@@ -607,7 +679,7 @@ impl DpRun {
         }
         let g: Vec<&[f32]> = cg.sum.iter().map(Vec::as_slice).collect();
         opt.update(params, &g, lr, weight_decay);
-        Ok((cg.stats, y.len()))
+        Ok((cg.stats, y.len() / views))
     }
 
     /// What the model file records about the run's privacy after `steps` steps.
@@ -654,6 +726,8 @@ impl DpRun {
 
 /// Seed stream of the DP keys when the run is seeded.
 const STREAM_DP: u64 = 5;
+/// Seed stream of the augmented views of DP steps (not secret: the views are of sampled units).
+const STREAM_AUGMENT: u64 = 6;
 
 /// DP-SGD broken on purpose, only to check that a privacy audit notices: reachable through
 /// [`Canaries::break_dp`] (`privpkt audit --break`), never through a training configuration.

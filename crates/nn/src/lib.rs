@@ -7,11 +7,14 @@
 //! ([`modelfile`]).
 
 pub mod arch;
+pub mod archs;
+pub mod augment;
 pub mod baseline;
 pub mod data;
 pub mod device;
 pub mod dp;
 pub mod error;
+pub mod init;
 pub mod metrics;
 pub mod model;
 pub mod modelfile;

@@ -60,6 +60,10 @@ pub struct ModelMeta {
     /// Federated training (partition, clients, rounds, aggregation); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated: Option<serde_json::Value>,
+    /// The pre-trained (public) model this one started from, and which layers were trained
+    /// here; absent for a model trained from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretraining: Option<crate::init::Pretraining>,
 }
 
 impl ModelMeta {
@@ -88,6 +92,7 @@ impl ModelMeta {
             },
             privacy: None,
             federated: None,
+            pretraining: None,
         })
     }
 }
@@ -157,20 +162,12 @@ impl Model {
     }
 }
 
-/// Samples per inference batch: bounded so that FlowPics of 1500×1500 stay in memory.
-pub(crate) fn eval_batch(net: &Network) -> usize {
-    match net.arch {
-        Arch::DeepPacketApp | Arch::DeepPacketTraffic => 64,
-        _ => ((16usize << 20) / net.input.features().max(1)).clamp(1, 256),
-    }
-}
-
 /// Probabilities of `n` samples of a checked batch.
 pub(crate) fn predict(net: &Network, params: &Params, batch: &RawBatch<'_>, n: usize) -> Vec<Vec<f32>> {
     let device = crate::device::compute();
     let p = params.tensors(&device, false);
     let f = net.input.features();
-    let bs = eval_batch(net);
+    let bs = net.eval_batch();
     let mut out = Vec::with_capacity(n);
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(bs) {
@@ -283,8 +280,13 @@ pub fn check_compatible(meta: &ModelMeta, manifest: &Manifest) -> Result<()> {
 /// Preprocessing settings that differ between the model's training data and a dataset
 /// (masking, flow timeouts, FlowPic block length, ...): not fatal, but worth a warning.
 pub fn preprocessing_differences(meta: &ModelMeta, manifest: &Manifest) -> Vec<String> {
-    let a = serde_json::to_value(meta.extract).unwrap_or_default();
-    let b = serde_json::to_value(manifest.extract).unwrap_or_default();
+    preprocessing_differences_of(&meta.extract, &manifest.extract)
+}
+
+/// Settings that differ between two preprocessings, as `extract.<path>: model A, dataset B`.
+pub fn preprocessing_differences_of(model: &ExtractConfig, data: &ExtractConfig) -> Vec<String> {
+    let a = serde_json::to_value(model).unwrap_or_default();
+    let b = serde_json::to_value(data).unwrap_or_default();
     let mut out = Vec::new();
     diff("extract", &a, &b, &mut out);
     out

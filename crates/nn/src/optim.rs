@@ -38,6 +38,8 @@ pub struct OptimState {
     pub m: Vec<Vec<f32>>,
     /// Adam's second moments (empty for SGD).
     pub v: Vec<Vec<f32>>,
+    /// Tensors left as they are (layers kept from a pre-trained model); empty: none.
+    pub frozen: Vec<bool>,
 }
 
 impl OptimState {
@@ -48,7 +50,23 @@ impl OptimState {
             Optimizer::Sgd { momentum } if momentum != 0.0 => (zeros(), Vec::new()),
             Optimizer::Sgd { .. } => (Vec::new(), Vec::new()),
         };
-        OptimState { kind, step: 0, m, v }
+        OptimState {
+            kind,
+            step: 0,
+            m,
+            v,
+            frozen: Vec::new(),
+        }
+    }
+
+    /// The same, leaving the tensors where `frozen` is true untouched.
+    pub fn with_frozen(mut self, frozen: Vec<bool>) -> OptimState {
+        self.frozen = frozen;
+        self
+    }
+
+    fn is_frozen(&self, i: usize) -> bool {
+        self.frozen.get(i).copied().unwrap_or(false)
     }
 
     /// One update of `params` with `grads` (same order and sizes).
@@ -64,7 +82,18 @@ impl OptimState {
                 let step = (lr / bc1) as f32;
                 let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
                 let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPS as f32);
-                for (((p, g), m), v) in params.values.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+                let frozen: Vec<bool> = (0..params.values.len()).map(|i| self.is_frozen(i)).collect();
+                for ((((p, g), m), v), frozen) in params
+                    .values
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(&mut self.m)
+                    .zip(&mut self.v)
+                    .zip(frozen)
+                {
+                    if frozen {
+                        continue;
+                    }
                     p.par_chunks_mut(CHUNK)
                         .zip(g.par_chunks(CHUNK))
                         .zip(m.par_chunks_mut(CHUNK))
@@ -82,7 +111,11 @@ impl OptimState {
             Optimizer::Sgd { momentum } => {
                 let (lr, mu) = (lr as f32, momentum as f32);
                 let first = self.step == 1;
+                let frozen: Vec<bool> = (0..params.values.len()).map(|i| self.is_frozen(i)).collect();
                 for (i, (p, g)) in params.values.iter_mut().zip(grads).enumerate() {
+                    if frozen[i] {
+                        continue;
+                    }
                     match self.m.get_mut(i) {
                         Some(buf) => p
                             .par_chunks_mut(CHUNK)

@@ -17,9 +17,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{Arch, InputSpec};
-use crate::data::{load_split, Samples};
+use crate::augment::Augment;
+use crate::data::{load_split, RawBatch, Samples};
 use crate::dp::{DpConfig, DpRun};
 use crate::error::{NnError, Result};
+use crate::init::{load_init, trainable, InitFrom, Pretraining};
 use crate::metrics::ConfusionMatrix;
 use crate::model::{cross_entropy, dense, Mode, Network, ParamSpec, Params, SAE_LAYERS};
 use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT, MODEL_FORMAT_VERSION};
@@ -78,6 +80,17 @@ pub struct TrainConfig {
     /// of privacy units per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<DpConfig>,
+    /// Keep an exponential moving average of the weights with this decay (warmed up as
+    /// `min(d, (1 + t)/(10 + t))` at step t): the averaged weights are the ones validated and
+    /// released. Free under DP (post-processing), and it steadies noisy steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+    /// Augmented views of behaviour samples ([`crate::augment`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augment>,
+    /// Start from a pre-trained (public) model and train only some of its layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitFrom>,
 }
 
 impl TrainConfig {
@@ -97,6 +110,9 @@ impl TrainConfig {
             sae_pretrain_epochs: 3,
             max_train_samples: None,
             dp: None,
+            ema: None,
+            augment: None,
+            init: None,
         }
     }
 
@@ -110,6 +126,14 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return bad("the batch size must be ≥ 1");
+        }
+        if let Some(d) = self.ema {
+            if !(d.is_finite() && d > 0.0 && d < 1.0) {
+                return bad("the weight-averaging (EMA) decay must be in (0, 1)");
+            }
+        }
+        if self.batch_size == crate::dp::FULL_BATCH && self.dp.is_none() {
+            return bad("a full batch (`--batch-size full`) is for DP gradient descent; give a number without --dp");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight decay must be ≥ 0");
@@ -135,7 +159,7 @@ impl TrainConfig {
                      the accountant does not cover; train without --class-weights",
                 );
             }
-            if self.arch == Arch::Sae && self.sae_pretrain_epochs > 0 {
+            if self.arch == Arch::Sae && self.sae_pretrain_epochs > 0 && self.init.is_none() {
                 return bad(
                     "DP-SGD with stacked-autoencoder pre-training: the greedy pre-training reads the private data \
                      outside the accountant; use --pretrain-epochs 0",
@@ -257,6 +281,7 @@ pub fn gradients(
             dropout,
             probes: None,
             conv_block: Some(&mut block),
+            trainable: None,
         },
     );
     let correct = count_correct(&logits.clone().inner().into_data(), targets, net.classes);
@@ -341,8 +366,12 @@ pub fn local_epochs(
     epochs: usize,
     seed: u64,
     prox: Option<(&[Vec<f32>], f64)>,
-) -> (f64, usize) {
-    let mut opt = OptimState::new(cfg.optimizer, params);
+) -> Result<(f64, usize)> {
+    let frozen = trainable(cfg.init.as_ref(), &params.specs)?
+        .iter()
+        .map(|t| !t)
+        .collect();
+    let mut opt = OptimState::new(cfg.optimizer, params).with_frozen(frozen);
     let raw = samples.raw();
     let features = net.input.features();
     let (mut loss_sum, mut seen) = (0.0, 0usize);
@@ -351,11 +380,12 @@ pub fn local_epochs(
         for (b, idx) in order.chunks(cfg.batch_size.max(1)).enumerate() {
             let y: Vec<u32> = idx.iter().map(|&i| samples.labels[i]).collect();
             let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[STREAM_DROPOUT, e as u64, b as u64]));
+            let x = batch_for(&raw, idx, features, cfg, seed, e, b);
             let s = train_step(
                 net,
                 params,
                 &mut opt,
-                raw.batch(idx, features),
+                x,
                 &y,
                 None,
                 cfg.lr,
@@ -367,7 +397,26 @@ pub fn local_epochs(
             seen += idx.len();
         }
     }
-    (loss_sum / seen.max(1) as f64, seen)
+    Ok((loss_sum / seen.max(1) as f64, seen))
+}
+
+/// The scaled inputs of batch `b` of epoch `e`: augmented views when the run augments.
+fn batch_for(
+    raw: &RawBatch<'_>,
+    idx: &[usize],
+    features: usize,
+    cfg: &TrainConfig,
+    seed: u64,
+    e: usize,
+    b: usize,
+) -> Vec<f32> {
+    match &cfg.augment {
+        Some(aug) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[STREAM_AUGMENT, e as u64, b as u64]));
+            raw.batch_augmented(idx, features, aug, &mut rng)
+        }
+        None => raw.batch(idx, features),
+    }
 }
 
 /// A federated client's DP-SGD state, kept across rounds: its own units, σ, step budget and
@@ -430,7 +479,11 @@ pub fn local_dp_epochs(
     seed: u64,
     dp: &mut LocalDp,
 ) -> Result<(f64, usize)> {
-    let mut opt = OptimState::new(cfg.optimizer, params);
+    let frozen = trainable(cfg.init.as_ref(), &params.specs)?
+        .iter()
+        .map(|t| !t)
+        .collect();
+    let mut opt = OptimState::new(cfg.optimizer, params).with_frozen(frozen);
     let raw = samples.raw();
     let (mut loss_sum, mut seen) = (0.0, 0usize);
     'epochs: for e in 0..epochs {
@@ -513,6 +566,7 @@ const STREAM_SHUFFLE: u64 = 1;
 const STREAM_DROPOUT: u64 = 2;
 const STREAM_SUBSET: u64 = 3;
 const STREAM_PRETRAIN: u64 = 4;
+const STREAM_AUGMENT: u64 = 7;
 
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
@@ -558,6 +612,12 @@ struct CheckpointMeta {
     dp_sigma: Option<f64>,
     #[serde(default)]
     budget_spent: bool,
+    /// Optimizer steps folded into the weight average.
+    #[serde(default)]
+    ema_steps: u64,
+    /// Where the run's starting weights came from.
+    #[serde(default)]
+    pretraining: Option<Pretraining>,
 }
 
 struct State {
@@ -565,6 +625,28 @@ struct State {
     params: Params,
     opt: OptimState,
     best: Option<Vec<Vec<f32>>>,
+    /// The moving average of the weights (`TrainConfig::ema`).
+    ema: Option<Vec<Vec<f32>>>,
+}
+
+impl State {
+    /// Fold the current weights into the moving average.
+    fn update_ema(&mut self, decay: f64) {
+        let t = self.meta.ema_steps as f64;
+        let d = decay.min((1.0 + t) / (10.0 + t)) as f32;
+        let ema = self.ema.get_or_insert_with(|| self.params.values.clone());
+        for (a, p) in ema.iter_mut().zip(&self.params.values) {
+            for (a, &p) in a.iter_mut().zip(p) {
+                *a = d * *a + (1.0 - d) * p;
+            }
+        }
+        self.meta.ema_steps += 1;
+    }
+
+    /// The weights to validate and release: the average when there is one.
+    fn current(&self) -> &[Vec<f32>] {
+        self.ema.as_deref().unwrap_or(&self.params.values)
+    }
 }
 
 impl State {
@@ -576,6 +658,9 @@ impl State {
         ];
         if let Some(b) = &self.best {
             groups.push(("best", b));
+        }
+        if let Some(e) = &self.ema {
+            groups.push(("ema", e));
         }
         let t: Vec<NamedTensor<'_>> = groups
             .into_iter()
@@ -640,11 +725,17 @@ impl State {
         let m = take("opt_m", false)?.unwrap_or_default();
         let v = take("opt_v", false)?.unwrap_or_default();
         let best = take("best", false)?;
+        let ema = take("ema", false)?;
+        let frozen = trainable(meta.config.init.as_ref(), specs)?
+            .iter()
+            .map(|t| !t)
+            .collect();
         let opt = OptimState {
             kind: meta.config.optimizer,
             step: meta.opt_step,
             m,
             v,
+            frozen,
         };
         let params = Params {
             specs: specs.to_vec(),
@@ -658,6 +749,7 @@ impl State {
             params,
             opt,
             best,
+            ema,
         })
     }
 }
@@ -802,10 +894,24 @@ pub fn train_samples(
             )));
         }
         let mut params = net.init_params(cfg.seed);
-        if cfg.arch == Arch::Sae && cfg.sae_pretrain_epochs > 0 {
+        let mut pretraining = None;
+        if let Some(init) = &cfg.init {
+            let (p, prov) = load_init(init, &net, &manifest.classes, &manifest.extract, &params)?;
+            for d in &prov.preprocessing_differences {
+                progress(TrainEvent::Warning(format!(
+                    "the pre-trained model's data was prepared differently: {d}"
+                )));
+            }
+            params = p;
+            pretraining = Some(prov);
+        } else if cfg.arch == Arch::Sae && cfg.sae_pretrain_epochs > 0 {
             pretrain_sae(&net, &mut params, train_set, cfg, progress);
         }
-        let opt = OptimState::new(cfg.optimizer, &params);
+        let frozen = trainable(cfg.init.as_ref(), &params.specs)?
+            .iter()
+            .map(|t| !t)
+            .collect();
+        let opt = OptimState::new(cfg.optimizer, &params).with_frozen(frozen);
         let st = State {
             meta: CheckpointMeta {
                 format: CHECKPOINT_FORMAT.into(),
@@ -823,10 +929,13 @@ pub fn train_samples(
                 dp_steps: 0,
                 dp_sigma: None,
                 budget_spent: false,
+                ema_steps: 0,
+                pretraining,
             },
             params,
             opt,
             best: None,
+            ema: None,
         };
         st.save(&ckpt)?;
         st
@@ -851,6 +960,9 @@ pub fn train_samples(
         Some(r) => r.steps_per_epoch as usize,
         None => n.div_ceil(cfg.batch_size),
     };
+    if let Some(aug) = &cfg.augment {
+        aug.validate(&net.input)?;
+    }
     while st.meta.epochs_done < cfg.epochs && !st.meta.stopped_early && !st.meta.budget_spent {
         if let Some(r) = &dp_run {
             if st.meta.dp_steps >= r.max_steps {
@@ -900,11 +1012,12 @@ pub fn train_samples(
                 None => {
                     let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(n)];
                     let y: Vec<u32> = idx.iter().map(|&i| train_set.labels[i]).collect();
+                    let x = batch_for(&raw, idx, features, cfg, cfg.seed, e, b);
                     let s = train_step(
                         &net,
                         &mut st.params,
                         &mut st.opt,
-                        raw.batch(idx, features),
+                        x,
                         &y,
                         weights.as_deref(),
                         lr,
@@ -915,6 +1028,9 @@ pub fn train_samples(
                     (s, idx.len())
                 }
             };
+            if let Some(d) = cfg.ema {
+                st.update_ema(d);
+            }
             loss_sum += s.loss * size as f64;
             correct += s.correct;
             seen += size;
@@ -929,7 +1045,11 @@ pub fn train_samples(
         let (val_f1, val_acc) = if val.is_empty() {
             (None, None)
         } else {
-            let (f, a) = evaluate(&net, &st.params, val)?;
+            let current = Params {
+                specs: st.params.specs.clone(),
+                values: st.current().to_vec(),
+            };
+            let (f, a) = evaluate(&net, &current, val)?;
             (Some(f), Some(a))
         };
         let improved = match (val_f1, st.meta.best_score) {
@@ -941,7 +1061,7 @@ pub fn train_samples(
             st.meta.best_score = val_f1;
             st.meta.best_epoch = e + 1;
             st.meta.bad_epochs = 0;
-            st.best = Some(st.params.values.clone());
+            st.best = Some(st.current().to_vec());
         } else if val_f1.is_some() {
             st.meta.bad_epochs += 1;
         }
@@ -984,7 +1104,7 @@ pub fn train_samples(
 
     let (values, best_epoch) = match &st.best {
         Some(b) => (b.clone(), st.meta.best_epoch),
-        None => (st.params.values.clone(), st.meta.epochs_done),
+        None => (st.current().to_vec(), st.meta.epochs_done),
     };
     let history = st.meta.history.clone();
     let meta = ModelMeta {
@@ -1018,6 +1138,7 @@ pub fn train_samples(
             None => None,
         },
         federated: None,
+        pretraining: st.meta.pretraining.clone(),
     };
     let model = Model::new(
         meta,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{private_flowpic, write_dataset, Kind};
-use privpkt_nn::dp::{clipped_gradients, poisson_batch, units_of};
+use privpkt_nn::dp::{clipped_gradients, poisson_batch, units_of, GradOptions};
 use privpkt_nn::model::{ConvImpl, Network};
 use privpkt_nn::train::gradients;
 use privpkt_nn::{load_split, train, Arch, DpConfig, InputSpec, NnError, PrivacyUnit, TrainConfig, TrainEvent};
@@ -14,6 +14,17 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 
 const DP_IN: InputSpec = InputSpec::DeepPacket { len: 1500 };
+/// Series of 8 packets with flow statistics, and of 9 packets with 4 payload bytes each.
+const BEHAVIOUR: InputSpec = InputSpec::Behaviour {
+    packets: 8,
+    payload_bytes: 0,
+    stats: 94,
+};
+const HYBRID: InputSpec = InputSpec::Behaviour {
+    packets: 9,
+    payload_bytes: 4,
+    stats: 0,
+};
 
 /// Each example's full gradient (all parameters, flat, f64) by its own backward pass.
 fn per_example(net: &Network, params: &privpkt_nn::Params, x: &[f32], y: &[u32]) -> Vec<Vec<f64>> {
@@ -70,7 +81,7 @@ fn check_model(arch: Arch, input: InputSpec, offsets: &[usize], clip_frac: f64) 
         clipped += usize::from(c < 1.0);
         want.iter_mut().zip(u).for_each(|(w, v)| *w += c * v);
     }
-    let got = clipped_gradients(&net, &params, x, &y, offsets, clip, None).unwrap();
+    let got = clipped_gradients(&net, &params, x, &y, offsets, clip, None, GradOptions::default()).unwrap();
     assert_eq!(got.clipped_units, clipped, "{arch}: clipped units");
     assert_eq!(got.units, offsets.len() - 1);
     let mut start = 0;
@@ -97,10 +108,79 @@ fn per_example_clipping_equals_batch_of_one_passes_for_every_model() {
         (Arch::Sae, DP_IN),
         (Arch::FlowPicMini, fp16),
         (Arch::FlowPic, fp_paper),
+        (Arch::Logistic, BEHAVIOUR),
+        (Arch::Mlp, BEHAVIOUR),
+        (Arch::SeriesCnn, BEHAVIOUR),
+        (Arch::SeriesCnn, HYBRID),
     ] {
         // Packet-level units (one example each) and flow-level units of several examples.
         check_model(arch, input, &[0, 1, 2, 3, 4], 0.5);
         check_model(arch, input, &[0, 2, 2, 5], 0.7);
+    }
+}
+
+#[test]
+fn frozen_layers_take_no_part_and_views_are_averaged() {
+    // Only `fc` and `out` of the series network trained: the engine's clipped sum equals the
+    // batch-of-one reference restricted to those tensors (norms over them alone), and frozen
+    // tensors get exactly zero.
+    let net = Network::new(Arch::SeriesCnn, BEHAVIOUR, 3).unwrap();
+    let params = net.init_params(11);
+    let trainable: Vec<bool> = params
+        .specs
+        .iter()
+        .map(|s| s.name.starts_with("fc.") || s.name.starts_with("out."))
+        .collect();
+    let f = net.input.features();
+    let n = 6;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..n * f).map(|_| rng.random::<f32>()).collect();
+    let y: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+    let ex = per_example(&net, &params, &x, &y);
+    // Two units of three "views" each: a unit's gradient is the mean of its views'.
+    let offsets = [0, 3, 6];
+    let mask: Vec<bool> = params
+        .specs
+        .iter()
+        .zip(&trainable)
+        .flat_map(|(s, &t)| std::iter::repeat_n(t, s.numel()))
+        .collect();
+    let units: Vec<Vec<f64>> = offsets
+        .windows(2)
+        .map(|w| {
+            let mut s = vec![0f64; mask.len()];
+            for e in &ex[w[0]..w[1]] {
+                for ((s, v), &m) in s.iter_mut().zip(e).zip(&mask) {
+                    if m {
+                        *s += v / 3.0;
+                    }
+                }
+            }
+            s
+        })
+        .collect();
+    let clip = norm(&units[0]).min(norm(&units[1])) * 0.8;
+    let mut want = vec![0f64; mask.len()];
+    for u in &units {
+        let c = (clip / norm(u)).min(1.0);
+        want.iter_mut().zip(u).for_each(|(w, v)| *w += c * v);
+    }
+    let opts = GradOptions {
+        trainable: Some(&trainable),
+        example_weight: 1.0 / 3.0,
+    };
+    let got = clipped_gradients(&net, &params, x, &y, &offsets, clip, None, opts).unwrap();
+    assert_eq!(got.clipped_units, 2);
+    let mut start = 0;
+    for ((spec, g), &t) in params.specs.iter().zip(&got.sum).zip(&trainable) {
+        let w = &want[start..start + g.len()];
+        start += g.len();
+        if !t {
+            assert!(g.iter().all(|&v| v == 0.0), "{} is frozen", spec.name);
+            continue;
+        }
+        let err = norm(&g.iter().zip(w).map(|(&a, b)| f64::from(a) - b).collect::<Vec<_>>());
+        assert!(err <= 1e-4 * norm(w).max(1e-6), "{}: off by {err:.3e}", spec.name);
     }
 }
 
@@ -113,7 +193,17 @@ fn a_unit_moves_the_sum_by_at_most_c() {
     let x: Vec<f32> = (0..6 * 1500).map(|_| rng.random::<f32>()).collect();
     let y = [0, 1, 2, 3, 0, 1];
     for clip in [1e-3, 0.1, 1.0] {
-        let g = clipped_gradients(&net, &params, x.clone(), &y, &[0, 6], clip, None).unwrap();
+        let g = clipped_gradients(
+            &net,
+            &params,
+            x.clone(),
+            &y,
+            &[0, 6],
+            clip,
+            None,
+            GradOptions::default(),
+        )
+        .unwrap();
         let n = norm(&g.sum.iter().flatten().map(|&v| f64::from(v)).collect::<Vec<_>>());
         assert!(n <= clip * (1.0 + 1e-5), "flow contribution {n} > C = {clip}");
         assert!(
@@ -129,7 +219,17 @@ fn layers_without_a_per_example_rule_are_refused() {
     let mut net = Network::new(Arch::DeepPacketApp, DP_IN, 3).unwrap();
     net.conv = ConvImpl::Burn;
     let params = net.init_params(1);
-    let err = clipped_gradients(&net, &params, vec![0.5; 1500], &[1], &[0, 1], 1.0, None).unwrap_err();
+    let err = clipped_gradients(
+        &net,
+        &params,
+        vec![0.5; 1500],
+        &[1],
+        &[0, 1],
+        1.0,
+        None,
+        GradOptions::default(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("conv1.weight") && msg.contains("refusing"), "{msg}");
 }

@@ -2,13 +2,18 @@
 //! convolution against burn's conv1d, and gradient probes.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use privpkt_capture::{DeepPacketConfig, FlowPicConfig, Representation};
+use privpkt_capture::{BehaviourConfig, DeepPacketConfig, FlowPicConfig, Representation};
 use privpkt_nn::model::{conv1d_burn, conv1d_im2col, ConvImpl, Mode, ProbeKind};
 use privpkt_nn::{Arch, InputSpec, Network, NnError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const DP: InputSpec = InputSpec::DeepPacket { len: 1500 };
+const BEH: InputSpec = InputSpec::Behaviour {
+    packets: 12,
+    payload_bytes: 4,
+    stats: 94,
+};
 
 #[test]
 fn names_round_trip() {
@@ -19,7 +24,16 @@ fn names_round_trip() {
     let names: Vec<String> = Arch::ALL.iter().map(|a| a.to_string()).collect();
     assert_eq!(
         names,
-        ["deeppacket-app", "deeppacket-traffic", "sae", "flowpic", "flowpic-mini"]
+        [
+            "deeppacket-app",
+            "deeppacket-traffic",
+            "sae",
+            "flowpic",
+            "flowpic-mini",
+            "logistic",
+            "mlp",
+            "series-cnn"
+        ]
     );
     assert!(matches!("cnn".parse::<Arch>(), Err(NnError::Config(_))));
 }
@@ -47,6 +61,23 @@ fn defaults_and_input_checks() {
         .unwrap_err();
     assert!(e.to_string().contains("too small"), "{e}");
     assert!(Network::new(Arch::Sae, DP, 1).is_err());
+    // Behaviour samples: the series network when there is a series long enough for it, else the MLP.
+    let beh = Representation::Behaviour(BehaviourConfig::behaviour());
+    assert_eq!(Arch::default_for(&beh), Arch::SeriesCnn);
+    assert_eq!(
+        Arch::default_for(&Representation::Behaviour(BehaviourConfig::flowstats())),
+        Arch::Mlp
+    );
+    let short = InputSpec::Behaviour {
+        packets: 4,
+        payload_bytes: 0,
+        stats: 94,
+    };
+    let e = Arch::SeriesCnn.check_input(&short).unwrap_err();
+    assert!(e.to_string().contains("at least 7 packets"), "{e}");
+    assert!(Arch::Mlp.check_input(&short).is_ok());
+    assert!(Arch::Mlp.check_input(&DP).is_err());
+    assert!(Arch::Sae.check_input(&short).is_err());
 }
 
 #[test]
@@ -75,6 +106,30 @@ fn parameter_counts_match_hand_computation() {
     let mini = (10 * 9 + 10) + (20 * 10 * 9 + 20) + (720 * 64 + 64) + (64 * 5 + 5);
     let small = InputSpec::FlowPic { resolution: 32 };
     assert_eq!(Network::new(Arch::FlowPicMini, small, 5).unwrap().param_count(), mini);
+    // Behaviour, 30-packet series with 16 payload bytes and the 94 statistics, 10 classes. Each packet:
+    // 8 plain values + 3 numbers × 16 bins + 16 bytes × 8 bits = 184 inputs; statistics 94 × 16 = 1504.
+    let beh = InputSpec::Behaviour {
+        packets: 30,
+        payload_bytes: 16,
+        stats: 94,
+    };
+    assert_eq!(beh.features(), 30 * 184 + 1504);
+    assert_eq!(beh.stored_len(), 30 * 27 + 94);
+    assert_eq!(
+        Network::new(Arch::Logistic, beh, 10).unwrap().param_count(),
+        (30 * 184 + 1504) * 10 + 10
+    );
+    let mlp = (7024 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10);
+    assert_eq!(Network::new(Arch::Mlp, beh, 10).unwrap().param_count(), mlp);
+    // series-cnn: conv 3·184→64, 3·64→64 twice; first 10 packets × 56 → 64; statistics 1504 → 64;
+    // fc (64 + 64 + 64 + 64) → 128; out 128 → 10.
+    let series = (3 * 184 * 64 + 64)
+        + 2 * (3 * 64 * 64 + 64)
+        + (10 * 56 * 64 + 64)
+        + (1504 * 64 + 64)
+        + (256 * 128 + 128)
+        + (128 * 10 + 10);
+    assert_eq!(Network::new(Arch::SeriesCnn, beh, 10).unwrap().param_count(), series);
 }
 
 #[test]
@@ -86,6 +141,9 @@ fn output_shapes() {
         (Arch::Sae, DP, 3),
         (Arch::FlowPicMini, InputSpec::FlowPic { resolution: 32 }, 4),
         (Arch::FlowPic, InputSpec::FlowPic { resolution: 300 }, 5),
+        (Arch::Logistic, BEH, 6),
+        (Arch::Mlp, BEH, 6),
+        (Arch::SeriesCnn, BEH, 6),
     ] {
         let net = Network::new(arch, input, classes).unwrap();
         let p = net.init_params(1).tensors(&device, false);

@@ -22,7 +22,9 @@ pub enum OutFormat {
 #[command(
     after_help = "Each capture is read with exactly the preprocessing recorded in the model file \
 (representation, masking, flow timeouts, per-flow sample cap, FlowPic settings). A flow's class is the argmax of \
-its samples' mean predicted probabilities; `confidence` is that mean probability.\n\nExamples:\n  \
+its samples' mean predicted probabilities; `confidence` is that mean probability. A behaviour model (series, \
+flowstats) has one sample per flow, taken as soon as the flow's N-th packet (or, for whole-flow statistics, its \
+end) arrives: `decided_at_packet` says at which of the flow's packets that was.\n\nExamples:\n  \
 privpkt classify model.safetensors new.pcap\n  privpkt classify model.safetensors captures/ --format json --out flows.json"
 )]
 pub struct ClassifyArgs {
@@ -54,6 +56,9 @@ pub struct FlowPrediction {
     pub endpoint_b: String,
     pub first_ts_ns: i64,
     pub samples: u64,
+    /// The flow's packet at which its last sample was taken: where a behaviour model decided
+    /// (its N-th packet, or the flow's end).
+    pub decided_at_packet: u64,
     pub predicted: String,
     pub confidence: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +70,7 @@ struct FlowAcc {
     key: Option<FlowKey>,
     first_ts: i64,
     samples: u64,
+    decided_at: u64,
     sum: Vec<f64>,
 }
 
@@ -74,6 +80,7 @@ struct Classifier<'m> {
     batch: usize,
     resolution: usize,
     dense: Vec<u8>,
+    values: Vec<f32>,
     sparse: (Vec<u64>, Vec<u32>, Vec<u16>),
     owners: Vec<u64>,
     flows: BTreeMap<u64, FlowAcc>,
@@ -87,9 +94,11 @@ impl Classifier<'_> {
             key: Some(meta.key),
             first_ts: meta.ts_ns,
             samples: 0,
+            decided_at: 0,
             sum: vec![0.0; k],
         });
         f.first_ts = f.first_ts.min(meta.ts_ns);
+        f.decided_at = f.decided_at.max(meta.flow_packets);
         self.owners.push(meta.flow_id);
         if self.owners.len() >= self.batch {
             self.flush();
@@ -106,6 +115,11 @@ impl Classifier<'_> {
                 indptr: &self.sparse.0,
                 bins: &self.sparse.1,
                 counts: &self.sparse.2,
+            }
+        } else if !self.values.is_empty() {
+            RawBatch::Behaviour {
+                input: self.model.meta().input,
+                values: &self.values,
             }
         } else {
             RawBatch::DeepPacket(&self.dense)
@@ -125,6 +139,7 @@ impl Classifier<'_> {
         }
         self.owners.clear();
         self.dense.clear();
+        self.values.clear();
         self.sparse = (vec![0], Vec::new(), Vec::new());
     }
 }
@@ -148,6 +163,11 @@ impl SampleSink for Classifier<'_> {
         indptr.push(bins.len() as u64);
         self.note(meta);
     }
+
+    fn behaviour(&mut self, meta: &SampleMeta, sample: &[f32]) {
+        self.values.extend_from_slice(sample);
+        self.note(meta);
+    }
 }
 
 /// Classify every flow of `inputs`; returns the predictions and the packets read.
@@ -161,7 +181,7 @@ pub fn classify(
     let meta = model.meta();
     let resolution = match meta.extract.repr {
         Representation::FlowPic(fp) => fp.resolution as usize,
-        Representation::DeepPacket(_) => 0,
+        Representation::DeepPacket(_) | Representation::Behaviour(_) => 0,
     };
     let mut out = Vec::new();
     let mut packets = 0u64;
@@ -171,6 +191,7 @@ pub fn classify(
             batch: batch.max(1),
             resolution,
             dense: Vec::new(),
+            values: Vec::new(),
             sparse: (vec![0], Vec::new(), Vec::new()),
             owners: Vec::new(),
             flows: BTreeMap::new(),
@@ -208,6 +229,7 @@ pub fn classify(
                 endpoint_b: key.b.to_string(),
                 first_ts_ns: acc.first_ts,
                 samples: acc.samples,
+                decided_at_packet: acc.decided_at,
                 predicted: meta.classes[best].clone(),
                 confidence: conf as f32,
                 probs: with_probs.then(|| {
@@ -249,6 +271,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
                 "endpoint_b",
                 "first_ts_ns",
                 "samples",
+                "decided_at_packet",
                 "predicted",
                 "confidence",
             ]
@@ -269,6 +292,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
                     p.endpoint_b.clone(),
                     p.first_ts_ns.to_string(),
                     p.samples.to_string(),
+                    p.decided_at_packet.to_string(),
                     p.predicted.clone(),
                     format!("{:.4}", p.confidence),
                 ];

@@ -57,7 +57,8 @@ pub struct FederateArgs {
     pub local: LocalOptimizerArgs,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    #[arg(long, default_value_t = 64)]
+    /// Samples per step; with DP, privacy units expected per step (`full`: all of them).
+    #[arg(long, default_value = "64", value_parser = crate::trainargs::parse_batch)]
     pub batch_size: usize,
     /// Seed of partition, client sampling, initialisation and local training [default: 42]; with
     /// client-level DP it also keys the noise (a reproducible experiment).
@@ -85,6 +86,8 @@ pub struct FederateArgs {
     /// organisation over all rounds, σ calibrated as if it trained in every round).
     #[command(flatten)]
     pub dp: DpArgs,
+    #[command(flatten)]
+    pub recipe: crate::trainargs::RecipeArgs,
 }
 
 /// Client-level DP settings; DP options without a budget or σ are refused, never ignored.
@@ -110,7 +113,7 @@ fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
 pub fn run(a: FederateArgs) -> Result<()> {
     let ds = Dataset::open(&a.dataset)?;
     let arch = arch_or_default(a.arch, &ds);
-    let cfg = FedConfig {
+    let mut cfg = FedConfig {
         clients: a.clients,
         partition: a.partition.parse::<Scheme>()?,
         rounds: a.rounds,
@@ -130,6 +133,8 @@ pub fn run(a: FederateArgs) -> Result<()> {
         },
         client_dp: client_dp(&a)?,
     };
+    a.recipe.apply(&mut cfg.train)?;
+    cfg.train.validate()?;
     let bar = progress_bar(
         a.rounds as u64,
         "{prefix:>10} [{bar:30}] {pos}/{len} rounds {msg} eta {eta}",

@@ -67,7 +67,8 @@ pub struct FlowerArgs {
     /// Learning rate (the server's `lr` config overrides it).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    #[arg(long, default_value_t = 64)]
+    /// Samples per step; with DP, privacy units expected per step (`full`: all of them).
+    #[arg(long, default_value = "64", value_parser = crate::trainargs::parse_batch)]
     pub batch_size: usize,
     /// Seed of the exported initial weights, shuffling and dropout [default: 42]; with --dp it
     /// also keys noise and sampling (a reproducible experiment, not for real privacy).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use privpkt_capture::flowpic::densify;
+use privpkt_capture::{BehaviourConfig, Representation, STATS};
 use privpkt_dataset::prepare::FileReport;
 use privpkt_dataset::store::Storage;
 use privpkt_dataset::{Dataset, IndexRow};
@@ -16,7 +17,8 @@ use crate::plots::{self, FlowPicGrid, ImageFormat, SizeHistograms};
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Examples:\n  privpkt inspect ds\n  privpkt inspect ds --json | jq .classes\n  \
-privpkt inspect ds --plots ds/plots --format svg"
+privpkt inspect ds --plots ds/plots --format svg\n  \
+privpkt inspect ds --export-split split.csv     # the flow split, for a peer tool on the same flows"
 )]
 pub struct InspectArgs {
     /// Dataset directory written by `privpkt prepare`.
@@ -24,7 +26,8 @@ pub struct InspectArgs {
     /// Print JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Draw per-class packet-size histograms (and example FlowPics for FlowPic datasets) here.
+    /// Draw plots here: per-class packet-size histograms; for behaviour datasets the mean packet
+    /// series and a profile of flow statistics per class; for FlowPic datasets example images.
     #[arg(long)]
     pub plots: Option<PathBuf>,
     /// Image format of the plots.
@@ -33,6 +36,10 @@ pub struct InspectArgs {
     /// Example FlowPics per class.
     #[arg(long, default_value_t = 4)]
     pub examples: usize,
+    /// Write the flow split as CSV (`file,l4,endpoint_a,endpoint_b,split`): what a peer tool
+    /// (e.g. nfstream_lightgbm.py --split) needs to score exactly the same flows.
+    #[arg(long)]
+    pub export_split: Option<PathBuf>,
 }
 
 #[derive(Serialize, Default)]
@@ -194,6 +201,9 @@ pub fn draw(
     let mut written = Vec::new();
     let mut example_imgs: Vec<Vec<Vec<u16>>> = vec![Vec::new(); m.classes.len()];
     let bin_of = |size: u32| ((size.min(1500) as usize) * SIZE_BINS / 1501).min(SIZE_BINS - 1);
+    if let Representation::Behaviour(b) = m.extract.repr {
+        return draw_behaviour(ds, &b, &labels, dir, fmt);
+    }
     match &m.storage {
         Storage::Dense { row_shape, .. } if m.representation_name() == "deeppacket" => {
             let (_, data) = ds.read_dense()?;
@@ -262,6 +272,144 @@ pub fn draw(
     Ok(written)
 }
 
+/// Statistics drawn per class for a behaviour dataset: one profile of medians.
+const PROFILE: [&str; 8] = [
+    "bidirectional_packets",
+    "bidirectional_duration_ms",
+    "bidirectional_mean_ps",
+    "src2dst_mean_ps",
+    "dst2src_mean_ps",
+    "bidirectional_mean_piat_ms",
+    "dst2src_bytes_share",
+    "bidirectional_bursts",
+];
+
+/// Behaviour datasets: packet sizes of the series, the mean signed packet size at each position
+/// of the series, and a profile of median flow statistics, per class.
+fn draw_behaviour(
+    ds: &Dataset,
+    b: &BehaviourConfig,
+    labels: &[usize],
+    dir: &std::path::Path,
+    fmt: ImageFormat,
+) -> Result<Vec<PathBuf>> {
+    let m = &ds.manifest;
+    let n = m.classes.len();
+    let (_, bytes) = ds.read_dense()?;
+    let rows: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let (w, c, packets) = (b.sample_len(), b.channels(), b.packets as usize);
+    let mut written = Vec::new();
+    let mut hists = vec![vec![0u64; SIZE_BINS]; n];
+    // Per class and position: the signed sizes of the flows that reach it.
+    let mut at: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); packets]; n];
+    let mut stats: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); PROFILE.len()]; n];
+    let cols: Vec<Option<usize>> = PROFILE
+        .iter()
+        .map(|name| STATS.iter().position(|f| f.name == *name))
+        .collect();
+    for (row, &y) in rows.chunks_exact(w).zip(labels) {
+        for (j, p) in row[..b.series_len()].chunks_exact(c).enumerate() {
+            if p[0] > 0.0 {
+                hists[y][((p[2].clamp(0.0, 1500.0) as usize) * SIZE_BINS / 1501).min(SIZE_BINS - 1)] += 1;
+                at[y][j].push(f64::from(p[1] * p[2]));
+            }
+        }
+        if b.stats.is_some() {
+            let st = &row[b.series_len()..];
+            for (k, col) in cols.iter().enumerate() {
+                if let Some(i) = col {
+                    let v = st[*i];
+                    stats[y][k].push(f64::from(privpkt_nn::data::scale_stat(STATS[*i].kind, v)));
+                }
+            }
+        }
+    }
+    if packets > 0 {
+        let grid = n.min(3);
+        let p = dir.join(format!("packet_sizes.{}", fmt.ext()));
+        plots::render(
+            &p,
+            fmt,
+            (360 * grid as u32 + 40, 240 * n.div_ceil(grid.max(1)) as u32 + 60),
+            &SizeHistograms {
+                classes: m.classes.clone(),
+                hists,
+            },
+        )?;
+        written.push(p);
+        let mean_sd = |v: &[f64]| -> (Option<f64>, Option<f64>) {
+            if v.is_empty() {
+                return (None, None);
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+            (Some(mean), Some(var.sqrt()))
+        };
+        let chart = plots::LineChart {
+            title: "Mean signed packet size by position (+ forward, − backward), ± std".into(),
+            x_label: "packet of the flow".into(),
+            y_label: "IP bytes".into(),
+            x: (1..=packets).map(|i| i.to_string()).collect(),
+            series: m
+                .classes
+                .iter()
+                .zip(&at)
+                .map(|(name, pos)| {
+                    let (mean, std) = pos.iter().map(|v| mean_sd(v)).unzip();
+                    plots::Series {
+                        name: name.clone(),
+                        mean,
+                        std,
+                    }
+                })
+                .collect(),
+            reference: None,
+            y_range: Some([-1500.0, 1500.0]),
+        };
+        let p = dir.join(format!("series.{}", fmt.ext()));
+        plots::render(&p, fmt, (1000, 600), &chart)?;
+        written.push(p);
+    }
+    if b.stats.is_some() {
+        let median_iqr = |v: &mut Vec<f64>| -> (Option<f64>, Option<f64>) {
+            if v.is_empty() {
+                return (None, None);
+            }
+            v.sort_by(f64::total_cmp);
+            let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+            (Some(q(0.5)), Some((q(0.75) - q(0.25)) / 2.0))
+        };
+        let chart = plots::LineChart {
+            title: "Flow statistics per class: median, ± half the interquartile range (fixed scaling)".into(),
+            x_label: "statistic".into(),
+            y_label: "scaled value".into(),
+            x: PROFILE.iter().map(|s| s.replace("bidirectional_", "bi_")).collect(),
+            series: m
+                .classes
+                .iter()
+                .zip(stats.iter_mut())
+                .map(|(name, feats)| {
+                    let (mean, std) = feats.iter_mut().map(median_iqr).unzip();
+                    plots::Series {
+                        name: name.clone(),
+                        mean,
+                        std,
+                    }
+                })
+                .collect(),
+            reference: None,
+            y_range: Some([0.0, 1.6]),
+        };
+        let p = dir.join(format!("flow_stats.{}", fmt.ext()));
+        plots::render(&p, fmt, (1100, 600), &chart)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
 /// Packet-size distribution of a dense FlowPic: the row sums.
 fn add_flowpic_sizes(hist: &mut [u64], img: &[u16], r: usize, bin_of: impl Fn(u32) -> usize) {
     for row in 0..r {
@@ -276,6 +424,12 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let ds = Dataset::open(&a.dir)?;
     let index = ds.read_index()?;
     let ins = inspect(&ds, &index)?;
+    if let Some(out) = &a.export_split {
+        let n = export_split(&ds, out)?;
+        if !a.json {
+            println!("split of {n} flows written to {}", out.display());
+        }
+    }
     let plots = match &a.plots {
         Some(dir) => draw(&ds, &index, dir, a.format, a.examples)?,
         None => Vec::new(),
@@ -291,6 +445,19 @@ pub fn run(a: InspectArgs) -> Result<()> {
         println!("plot: {}", p.display());
     }
     Ok(())
+}
+
+/// Write `file,l4,endpoint_a,endpoint_b,split` for every flow of the dataset; returns the
+/// number of flows.
+pub fn export_split(ds: &Dataset, out: &std::path::Path) -> Result<usize> {
+    let flows = ds.read_flows()?;
+    let mut w = csv::Writer::from_path(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    w.write_record(["file", "l4", "endpoint_a", "endpoint_b", "split"])?;
+    for f in &flows {
+        w.write_record([&f.file, &f.l4, &f.endpoint_a, &f.endpoint_b, &f.split])?;
+    }
+    w.flush().with_context(|| format!("{}: cannot write", out.display()))?;
+    Ok(flows.len())
 }
 
 pub fn print_text(ins: &Inspection) {

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use privpkt_capture::{DeepPacketConfig, ExtractConfig, FlowConfig, FlowPicConfig, Masking, Representation};
+use privpkt_capture::{
+    BehaviourConfig, DeepPacketConfig, ExtractConfig, FlowConfig, FlowPicConfig, Masking, Representation, StatsScope,
+};
 use privpkt_dataset::labels::{ClassMap, FlowLabels, LabelColumn, LabelSource, LabelSpec, PathRules};
 use privpkt_dataset::prepare::{prepare, PrepareConfig, Progress};
 use privpkt_dataset::store::ClassBalance;
@@ -16,9 +18,18 @@ use crate::ui;
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum Repr {
-    /// One 1500-byte vector per packet (Lotfollahi et al.).
+    /// One sample per flow: its first packets' series and its statistics (the default: what
+    /// generalises on honest splits).
+    Behaviour,
+    /// One sample per flow: the first N packets' sizes, directions, gaps and flags (add
+    /// --payload-bytes for the hybrid of series and bytes); decided at the N-th packet.
+    Series,
+    /// One sample per flow: its statistics (counts, durations, size and gap moments and
+    /// percentiles, flags, bursts), nfstream's names where the meaning is the same.
+    Flowstats,
+    /// One 1500-byte vector per packet (Lotfollahi et al.: the paper's method).
     Deeppacket,
-    /// Packet-size × time histograms per flow block (Shapira & Shavitt).
+    /// Packet-size × time histograms per flow block (Shapira & Shavitt: the paper's method).
     Flowpic,
 }
 
@@ -27,7 +38,11 @@ pub enum Repr {
 privpkt prepare caps/ --out ds                                   # labels from caps/flows_labels.csv\n  \
 privpkt prepare ndpi/pcap --labels ndpi/flows_labels.csv --label-column category --out ds\n  \
 privpkt prepare iscx/ --iscx --label-column traffic --out ds     # ISCX VPN-nonVPN file names\n  \
-privpkt prepare caps/ --rules rules.csv --repr flowpic --mini --out ds")]
+privpkt prepare caps/ --rules rules.csv --repr flowpic --mini --out ds\n  \
+privpkt prepare caps/ --repr series --packets 20 --payload-bytes 32 --out ds   # the series/bytes hybrid\n\n\
+Representations: behaviour (default), series and flowstats give one sample per flow from what the flow does \
+(sizes, directions, gaps, flags, statistics; no address, port or timestamp); deeppacket and flowpic are the \
+papers' methods, kept for comparison. The layout of a behaviour sample is in docs/data.md.")]
 pub struct PrepareArgs {
     /// Capture files or directories (searched recursively; files recognised by their magic bytes).
     #[arg(required = true)]
@@ -58,8 +73,19 @@ pub struct PrepareArgs {
     #[arg(long, value_delimiter = ',')]
     pub classes: Option<Vec<String>>,
     /// Sample representation.
-    #[arg(long, value_enum, default_value = "deeppacket")]
+    #[arg(long, value_enum, default_value = "behaviour")]
     pub repr: Repr,
+    /// behaviour, series: packets in each flow's series.
+    #[arg(long, default_value_t = 30)]
+    pub packets: u32,
+    /// behaviour, series: the first K bytes of each series packet's payload (the hybrid of
+    /// series and bytes; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: u32,
+    /// behaviour, flowstats: statistics over the whole flow (`flow`), the series' packets only
+    /// (`series`: decided at the N-th packet), or a number of seconds from the flow's start.
+    #[arg(long, default_value = "flow")]
+    pub stats_over: String,
     /// Deep Packet: the paper's exact steps (mask IP addresses only) instead of also masking
     /// ports, IP ID, TTL, checksums, TCP seq/ack and timestamps (the honest default).
     #[arg(long)]
@@ -73,9 +99,10 @@ pub struct PrepareArgs {
     /// FlowPic bins per axis (overrides the preset).
     #[arg(long)]
     pub resolution: Option<u32>,
-    /// FlowPic: drop blocks with fewer packets.
-    #[arg(long, default_value_t = 10)]
-    pub min_packets: u32,
+    /// FlowPic: drop blocks with fewer packets [default: 10]; behaviour, series, flowstats:
+    /// drop flows with fewer packets [default: 1].
+    #[arg(long)]
+    pub min_packets: Option<u32>,
     /// FlowPic: one image for both directions instead of one per direction.
     #[arg(long)]
     pub bidirectional: bool,
@@ -236,17 +263,46 @@ pub fn config(a: &PrepareArgs) -> Result<PrepareConfig> {
             if let Some(r) = a.resolution {
                 fp.resolution = r;
             }
-            fp.min_packets = a.min_packets;
+            fp.min_packets = a.min_packets.unwrap_or(10);
             fp.bidirectional = a.bidirectional;
             Representation::FlowPic(fp)
         }
+        Repr::Behaviour | Repr::Series | Repr::Flowstats => {
+            let stats = match a.stats_over.as_str() {
+                "flow" => StatsScope::Flow,
+                "series" => StatsScope::Series,
+                t => StatsScope::Seconds {
+                    seconds: t
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                        .with_context(|| {
+                            format!("--stats-over takes flow, series or a number of seconds > 0, not `{t}`")
+                        })?,
+                },
+            };
+            Representation::Behaviour(BehaviourConfig {
+                packets: if a.repr == Repr::Flowstats { 0 } else { a.packets },
+                payload_bytes: a.payload_bytes,
+                stats: (a.repr != Repr::Series).then_some(stats),
+                min_packets: a.min_packets.unwrap_or(1),
+            })
+        }
     };
+    repr.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "--repr {}: {e}",
+            a.repr
+                .to_possible_value()
+                .map_or(String::new(), |v| v.get_name().to_string())
+        )
+    })?;
     if a.idle_timeout <= 0.0 || a.active_timeout <= 0.0 {
         bail!("flow timeouts must be > 0 s");
     }
     let max_per_flow = a.max_per_flow.unwrap_or(match a.repr {
         Repr::Deeppacket => 256,
-        Repr::Flowpic => 0,
+        _ => 0,
     });
     Ok(PrepareConfig {
         inputs: a.inputs.clone(),

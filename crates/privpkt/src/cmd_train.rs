@@ -61,7 +61,8 @@ pub struct TrainArgs {
     pub gamma: f64,
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    /// Samples per step; with DP, privacy units expected per step (`full`: all of them).
+    #[arg(long, default_value = "64", value_parser = crate::trainargs::parse_batch)]
     pub batch_size: usize,
     /// Stop after this many epochs without a better validation macro-F1 (0: never).
     #[arg(long, default_value_t = 3)]
@@ -91,6 +92,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub recipe: crate::trainargs::RecipeArgs,
+    #[command(flatten)]
     pub dp: DpArgs,
 }
 
@@ -115,6 +118,7 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
     cfg.sae_pretrain_epochs = a.pretrain_epochs;
     cfg.max_train_samples = a.max_train_samples;
     cfg.dp = a.dp.config(a.seed.is_some())?;
+    a.recipe.apply(&mut cfg)?;
     cfg.validate()?;
     Ok(cfg)
 }

@@ -90,8 +90,106 @@ pub struct Plan {
     pub train: TrainPlan,
     #[serde(default)]
     pub attack: AttackPlan,
+    /// Public data to pre-train on (cells with `public = true` start from that model).
+    pub public: Option<PublicPlan>,
     #[serde(default)]
     pub sweep: SweepPlan,
+}
+
+/// Public pre-training: data nobody needs to protect (other synthetic seeds, a public corpus),
+/// prepared like `[data]`, on which each model is trained once without DP; a cell with
+/// `public = true` starts from it and trains only `train_layers` on the private data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicPlan {
+    pub synthetic: Option<SynthPlan>,
+    pub captures: Option<PathBuf>,
+    pub dataset: Option<PathBuf>,
+    pub label_column: Option<String>,
+    pub labels: Option<PathBuf>,
+    pub class_map: Option<PathBuf>,
+    /// Layers trained on the private data (`out`/`head` is the output layer).
+    #[serde(default = "default_train_layers")]
+    pub train_layers: Vec<String>,
+}
+
+fn default_train_layers() -> Vec<String> {
+    vec!["out".into()]
+}
+
+/// Where a dataset comes from: the data source fields of `[data]` or `[public]`.
+struct Source<'a> {
+    synthetic: &'a Option<SynthPlan>,
+    captures: &'a Option<PathBuf>,
+    dataset: &'a Option<PathBuf>,
+    label_column: &'a Option<String>,
+    labels: &'a Option<PathBuf>,
+    class_map: &'a Option<PathBuf>,
+}
+
+impl DataPlan {
+    fn source(&self) -> Source<'_> {
+        Source {
+            synthetic: &self.synthetic,
+            captures: &self.captures,
+            dataset: &self.dataset,
+            label_column: &self.label_column,
+            labels: &self.labels,
+            class_map: &self.class_map,
+        }
+    }
+}
+
+impl PublicPlan {
+    fn source(&self) -> Source<'_> {
+        Source {
+            synthetic: &self.synthetic,
+            captures: &self.captures,
+            dataset: &self.dataset,
+            label_column: &self.label_column,
+            labels: &self.labels,
+            class_map: &self.class_map,
+        }
+    }
+}
+
+/// A batch size in a plan: a number, or `"full"` (every unit in every DP step).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum BatchSpec {
+    Size(usize),
+    Word(FullBatch),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum FullBatch {
+    Full,
+}
+
+impl BatchSpec {
+    fn value(self) -> usize {
+        match self {
+            BatchSpec::Size(n) => n,
+            BatchSpec::Word(FullBatch::Full) => privpkt_nn::dp::FULL_BATCH,
+        }
+    }
+}
+
+/// `[train.dp]`: settings of DP cells that differ from `[train]` (DP-SGD wants large batches,
+/// plain SGD and larger steps).
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpTrainPlan {
+    pub optimizer: Option<String>,
+    pub momentum: Option<f64>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<BatchSpec>,
+    pub epochs: Option<usize>,
+    pub rounds: Option<usize>,
+    pub local_epochs: Option<usize>,
+    pub ema: Option<f64>,
+    pub augment_views: Option<usize>,
 }
 
 fn default_title() -> String {
@@ -111,8 +209,18 @@ pub struct DataPlan {
     pub labels: Option<PathBuf>,
     /// A class map CSV (`from,to`; empty `to` drops the class).
     pub class_map: Option<PathBuf>,
+    /// behaviour (default), series, flowstats, deeppacket or flowpic (mini-FlowPics).
     #[serde(default = "default_repr")]
     pub repr: String,
+    /// behaviour, series: packets per series.
+    #[serde(default = "default_packets")]
+    pub packets: u32,
+    /// behaviour, series: payload bytes per series packet.
+    #[serde(default)]
+    pub payload_bytes: u32,
+    /// behaviour, flowstats: statistics over `flow`, `series` or a number of seconds.
+    #[serde(default = "default_stats_over")]
+    pub stats_over: String,
     /// Samples kept per flow (Deep Packet vectors); keeps long flows from dominating.
     pub max_per_flow: Option<u32>,
     pub max_per_class: Option<u64>,
@@ -125,7 +233,24 @@ pub struct DataPlan {
 }
 
 fn default_repr() -> String {
-    "deeppacket".into()
+    "behaviour".into()
+}
+fn default_packets() -> u32 {
+    30
+}
+fn default_stats_over() -> String {
+    "flow".into()
+}
+
+fn repr(r: &str) -> Result<Repr> {
+    Ok(match r {
+        "behaviour" => Repr::Behaviour,
+        "series" => Repr::Series,
+        "flowstats" => Repr::Flowstats,
+        "deeppacket" => Repr::Deeppacket,
+        "flowpic" => Repr::Flowpic,
+        r => bail!("[data] repr: `{r}` is not behaviour, series, flowstats, deeppacket or flowpic"),
+    })
 }
 fn default_split_by() -> String {
     "flow".into()
@@ -178,6 +303,15 @@ pub struct TrainPlan {
     pub privacy_unit: String,
     pub unit_cap: usize,
     pub accountant: String,
+    /// Weight averaging decay (the average is validated and released); none by default.
+    pub ema: Option<f64>,
+    /// Augmented views of behaviour samples per step (0: no augmentation).
+    pub augment_views: usize,
+    /// Weight the loss by inverse class frequency (cells without DP only: under DP the weights
+    /// would come from the private labels' counts).
+    pub class_weights: bool,
+    /// Settings of DP cells that differ (`[train.dp]`).
+    pub dp: DpTrainPlan,
 }
 
 impl Default for TrainPlan {
@@ -197,6 +331,10 @@ impl Default for TrainPlan {
             privacy_unit: "flow".into(),
             unit_cap: 8,
             accountant: "rdp".into(),
+            ema: None,
+            augment_views: 0,
+            class_weights: false,
+            dp: DpTrainPlan::default(),
         }
     }
 }
@@ -253,6 +391,8 @@ pub struct SweepPlan {
     pub epsilon: Vec<EpsSpec>,
     /// Architectures (default: the representation's default).
     pub model: Vec<Arch>,
+    /// Start from the `[public]` pre-trained model (true), from scratch (false), or both.
+    pub public: Vec<bool>,
     pub seed: Vec<u64>,
 }
 
@@ -264,6 +404,7 @@ impl Default for SweepPlan {
             partition: vec!["iid".into()],
             epsilon: vec![EpsSpec::Word(NoDp::None)],
             model: Vec::new(),
+            public: vec![false],
             seed: vec![1],
         }
     }
@@ -275,15 +416,16 @@ impl Plan {
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the plan", path.display()))?;
         let mut plan: Plan = toml::from_str(&text).with_context(|| format!("{}: not a valid plan", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [
+        let mut paths = vec![
             &mut plan.data.captures,
             &mut plan.data.dataset,
             &mut plan.data.labels,
             &mut plan.data.class_map,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        ];
+        if let Some(p) = plan.public.as_mut() {
+            paths.extend([&mut p.captures, &mut p.dataset, &mut p.labels, &mut p.class_map]);
+        }
+        for p in paths.into_iter().flatten() {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -299,6 +441,38 @@ impl Plan {
         let sources = [d.synthetic.is_some(), d.captures.is_some(), d.dataset.is_some()];
         if sources.iter().filter(|&&s| s).count() != 1 {
             bail!("[data] needs exactly one of synthetic = {{...}}, captures = \"DIR\" or dataset = \"DIR\"");
+        }
+        repr(&d.repr)?;
+        if let Some(p) = &self.public {
+            let sources = [p.synthetic.is_some(), p.captures.is_some(), p.dataset.is_some()];
+            if sources.iter().filter(|&&s| s).count() != 1 {
+                bail!("[public] needs exactly one of synthetic = {{...}}, captures = \"DIR\" or dataset = \"DIR\"");
+            }
+            if p.train_layers.is_empty() {
+                bail!("[public] train_layers is empty: name the layers trained on the private data (e.g. [\"out\"])");
+            }
+        }
+        if self.sweep.public.contains(&true) && self.public.is_none() {
+            bail!("[sweep] public = true needs a [public] section saying where the public data come from");
+        }
+        if self.sweep.public.is_empty() {
+            bail!("[sweep] public is empty: give at least one value (false: from scratch)");
+        }
+        if self.train.class_weights && self.sweep.epsilon.iter().any(|e| e.value().is_some()) {
+            // Refused per cell by the trainer too; say it before anything runs.
+            eprintln!("note: [train] class_weights applies to the cells without DP only");
+        }
+        if let Some(e) = self.train.ema.or(self.train.dp.ema) {
+            if !(e.is_finite() && e > 0.0 && e < 1.0) {
+                bail!("[train] ema: the decay must be in (0, 1), got {e}");
+            }
+        }
+        if let Some(o) = &self.train.dp.optimizer {
+            optimizer(&TrainPlan {
+                optimizer: o.clone(),
+                ..self.train.clone()
+            })
+            .context("[train.dp] optimizer")?;
         }
         let s = &self.sweep;
         for (name, empty) in [
@@ -380,6 +554,9 @@ pub struct Cell {
     pub organisations: usize,
     pub partition: String,
     pub model: Arch,
+    /// Starts from the `[public]` pre-trained model.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
     pub epsilon: Option<f64>,
     pub seed: u64,
 }
@@ -390,9 +567,18 @@ impl Cell {
             self.setting,
             self.organisations,
             &self.partition,
-            self.model.name(),
+            &self.model_name(),
             self.epsilon,
         ) + &format!(", seed {}", self.seed)
+    }
+
+    /// The model as results name it: the architecture, and its public pre-training.
+    pub fn model_name(&self) -> String {
+        if self.public {
+            format!("{} + public pre-training", self.model.name())
+        } else {
+            self.model.name().to_string()
+        }
     }
 }
 
@@ -417,16 +603,19 @@ pub fn expand(plan: &Plan, default_model: Arch) -> Vec<Cell> {
                     .collect(),
             };
             for (organisations, partition) in layouts {
-                for eps in &s.epsilon {
-                    for &seed in &s.seed {
-                        cells.push(Cell {
-                            setting,
-                            organisations,
-                            partition: partition.clone(),
-                            model,
-                            epsilon: eps.value(),
-                            seed,
-                        });
+                for &public in &s.public {
+                    for eps in &s.epsilon {
+                        for &seed in &s.seed {
+                            cells.push(Cell {
+                                setting,
+                                organisations,
+                                partition: partition.clone(),
+                                model,
+                                public,
+                                epsilon: eps.value(),
+                                seed,
+                            });
+                        }
                     }
                 }
             }
@@ -443,15 +632,18 @@ struct CellKey<'a> {
     cell: &'a Cell,
     train: &'a TrainPlan,
     attack: &'a AttackPlan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public: Option<(&'a PublicPlan, &'a DataPlan)>,
 }
 
 fn cell_id(cell: &Cell, manifest: &str, plan: &Plan) -> String {
     let key = CellKey {
-        scheme: 1,
+        scheme: 2,
         manifest_sha256: manifest,
         cell,
         train: &plan.train,
         attack: &plan.attack,
+        public: plan.public.as_ref().filter(|_| cell.public).map(|p| (p, &plan.data)),
     };
     let json = serde_json::to_vec(&key).expect("cell keys serialise");
     let h = format!("{:x}", Sha256::digest(&json));
@@ -461,15 +653,27 @@ fn cell_id(cell: &Cell, manifest: &str, plan: &Plan) -> String {
 /// Prepare (or reuse) the dataset the plan describes; returns its folder and a description of
 /// its source.
 fn dataset_for(plan: &Plan, out: &Path, progress: &ProgressBar) -> Result<(PathBuf, String, String)> {
-    let d = &plan.data;
+    let key = serde_json::to_string(&(&plan.data, env!("CARGO_PKG_VERSION")))?;
+    prepare_source(&plan.data.source(), &plan.data, &out.join("data"), &key, progress)
+}
+
+/// Prepare (or reuse, while `key` is unchanged) the dataset of `src` in `data_dir`, the way
+/// `prep` says (representation, split, caps); returns its folder, a description of its source
+/// and the label column.
+fn prepare_source(
+    src: &Source<'_>,
+    prep: &DataPlan,
+    data_dir: &Path,
+    key: &str,
+    progress: &ProgressBar,
+) -> Result<(PathBuf, String, String)> {
+    let d = src;
     if let Some(ds) = &d.dataset {
-        Dataset::open(ds).with_context(|| format!("[data] dataset = {}", ds.display()))?;
+        Dataset::open(ds).with_context(|| format!("dataset = {}", ds.display()))?;
         return Ok((ds.clone(), ds.display().to_string(), String::new()));
     }
-    let data_dir = out.join("data");
     let ds_dir = data_dir.join("dataset");
     // Reuse the prepared dataset when the data settings are unchanged (its manifest keys the cells).
-    let key = serde_json::to_string(&(d, env!("CARGO_PKG_VERSION")))?;
     let key_file = data_dir.join("data-settings.json");
     let (captures, source, label_column) = match (&d.synthetic, &d.captures) {
         (Some(s), _) => (
@@ -487,12 +691,11 @@ fn dataset_for(plan: &Plan, out: &Path, progress: &ProgressBar) -> Result<(PathB
         ),
         (None, None) => unreachable!("validated: one data source"),
     };
-    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) && ds_dir.join("manifest.json").exists()
-    {
+    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key) && ds_dir.join("manifest.json").exists() {
         say(progress, format!("data: reusing {}", ds_dir.display()));
         return Ok((ds_dir, source, label_column));
     }
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("{}: cannot create", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("{}: cannot create", data_dir.display()))?;
     let _ = std::fs::remove_file(&key_file);
     if let Some(s) = &d.synthetic {
         if captures.exists() {
@@ -545,36 +748,35 @@ fn dataset_for(plan: &Plan, out: &Path, progress: &ProgressBar) -> Result<(PathB
         rules: None,
         class_map,
         classes: None,
-        repr: match d.repr.as_str() {
-            "deeppacket" => Repr::Deeppacket,
-            "flowpic" => Repr::Flowpic,
-            r => bail!("[data] repr: `{r}` is not deeppacket or flowpic"),
-        },
+        repr: repr(&prep.repr)?,
+        packets: prep.packets,
+        payload_bytes: prep.payload_bytes,
+        stats_over: prep.stats_over.clone(),
         paper: false,
         mini: true,
         block_seconds: None,
         resolution: None,
-        min_packets: 10,
+        min_packets: None,
         bidirectional: false,
         idle_timeout: 120.0,
         active_timeout: 3600.0,
-        max_per_flow: d.max_per_flow,
-        max_per_class: d.max_per_class,
+        max_per_flow: prep.max_per_flow,
+        max_per_class: prep.max_per_class,
         balance: false,
-        split_by: match d.split_by.as_str() {
+        split_by: match prep.split_by.as_str() {
             "flow" => privpkt_dataset::SplitUnit::Flow,
             "capture" => privpkt_dataset::SplitUnit::Capture,
             u => bail!("[data] split_by: `{u}` is not flow or capture (a split by packet is not an honest estimate)"),
         },
-        split: d.split.clone(),
-        seed: d.split_seed,
+        split: prep.split.clone(),
+        seed: prep.split_seed,
         shard_rows: 1 << 20,
         force: true,
         json: false,
     };
     let cfg = cmd_prepare::config(&pa)?;
     prepare(&cfg, &|_| {}).with_context(|| format!("preparing {}", captures.display()))?;
-    std::fs::write(&key_file, &key).with_context(|| format!("{}: cannot write", key_file.display()))?;
+    std::fs::write(&key_file, key).with_context(|| format!("{}: cannot write", key_file.display()))?;
     say(progress, format!("data: prepared {}", ds_dir.display()));
     Ok((ds_dir, source, label_column))
 }
@@ -598,10 +800,7 @@ fn data_info(ds: &Dataset, dir: &Path, source: String, label_column: String) -> 
         source,
         dataset: dir.display().to_string(),
         manifest_sha256: manifest_sha256(ds)?,
-        repr: match m.extract.repr {
-            privpkt_capture::Representation::DeepPacket(_) => "deeppacket".into(),
-            privpkt_capture::Representation::FlowPic(_) => "flowpic".into(),
-        },
+        repr: m.extract.repr.name().into(),
         label_column: if label_column.is_empty() {
             m.labels.column.clone().unwrap_or_else(|| m.labels.kind.clone())
         } else {
@@ -636,6 +835,10 @@ struct Ctx<'a> {
 
 fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
     let t = &plan.train;
+    let o = &t.dp;
+    let private = cell.epsilon.is_some();
+    // DP cells take `[train.dp]` where it says something.
+    let or = |over: Option<f64>, base: f64| if private { over.unwrap_or(base) } else { base };
     let dp = match cell.epsilon {
         None => None,
         Some(e) => {
@@ -650,19 +853,101 @@ fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
             Some(dp)
         }
     };
+    let opt_plan = TrainPlan {
+        optimizer: o
+            .optimizer
+            .clone()
+            .filter(|_| private)
+            .unwrap_or_else(|| t.optimizer.clone()),
+        momentum: or(o.momentum, t.momentum),
+        ..t.clone()
+    };
+    let views = if private {
+        o.augment_views.unwrap_or(t.augment_views)
+    } else {
+        t.augment_views
+    };
     Ok(TrainConfig {
-        optimizer: optimizer(t)?,
-        lr: t.lr,
-        epochs: t.epochs,
-        batch_size: t.batch_size,
+        optimizer: optimizer(&opt_plan)?,
+        lr: or(o.lr, t.lr),
+        epochs: if private {
+            o.epochs.unwrap_or(t.epochs)
+        } else {
+            t.epochs
+        },
+        batch_size: match (private, o.batch_size) {
+            (true, Some(b)) => b.value(),
+            _ => t.batch_size,
+        },
         patience: (t.patience > 0).then_some(t.patience),
         seed: cell.seed,
         // Centralised and federated cells start alike: no greedy pre-training (it has no
         // federated form here), so the comparison is of the training regime alone.
         sae_pretrain_epochs: 0,
         dp,
+        ema: if private { o.ema.or(t.ema) } else { t.ema },
+        augment: (views > 0).then(|| privpkt_nn::augment::Augment {
+            views,
+            ..Default::default()
+        }),
+        class_weights: t.class_weights && !private,
         ..TrainConfig::new(cell.model)
     })
+}
+
+/// The `[public]` pre-trained model of `arch`: the public data prepared like `[data]`, the
+/// model trained on it once without DP (with `[train]`'s settings and the split seed), both
+/// cached under `public/` while their settings are unchanged.
+fn public_model(ctx: &Ctx<'_>, arch: Arch) -> Result<PathBuf> {
+    let plan = ctx.plan;
+    let public = plan
+        .public
+        .as_ref()
+        .context("cells with public = true need a [public] section")?;
+    let dir = ctx.out.join("public");
+    let key = serde_json::to_string(&(public, &plan.data, env!("CARGO_PKG_VERSION")))?;
+    let (ds_dir, _, _) =
+        prepare_source(&public.source(), &plan.data, &dir.join("data"), &key, ctx.bar).context("[public] data")?;
+    let ds = Dataset::open(&ds_dir)?;
+    let cell = Cell {
+        setting: Setting::Centralised,
+        organisations: 1,
+        partition: "-".into(),
+        model: arch,
+        public: false,
+        epsilon: None,
+        seed: plan.data.split_seed,
+    };
+    let cfg = train_config(plan, &cell)?;
+    let id = {
+        let k = serde_json::to_vec(&(&cfg, manifest_sha256(&ds)?))?;
+        format!("{:x}", Sha256::digest(&k))[..12].to_string()
+    };
+    let path = dir.join(format!("{}-{id}.safetensors", arch.name()));
+    if path.exists() {
+        return Ok(path);
+    }
+    let bar = ctx.bar;
+    let outcome = privpkt_nn::train(&ds, &cfg, &dir.join(format!("work-{id}")), false, &|e| {
+        if let privpkt_nn::TrainEvent::EpochEnd { record, .. } = e {
+            bar.set_message(format!(
+                "public pre-training of {arch}: epoch {}/{}",
+                record.epoch, cfg.epochs
+            ));
+        }
+    })
+    .context("[public] pre-training")?;
+    save_model(&path, &outcome.model)?;
+    let _ = std::fs::remove_dir_all(dir.join(format!("work-{id}")));
+    say(
+        bar,
+        format!(
+            "public pre-training of {arch} on {}: validation macro-F1 {}",
+            ds_dir.display(),
+            outcome.best_val_macro_f1.map_or("-".into(), |f| format!("{f:.3}"))
+        ),
+    );
+    Ok(path)
 }
 
 fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result<CellResult> {
@@ -672,7 +957,21 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
     let label = cell.label();
     let bar = ctx.bar;
     let msg = |m: String| bar.set_message(format!("cell {n}/{of}: {label}: {m}"));
-    let cfg = train_config(ctx.plan, cell)?;
+    let mut cfg = train_config(ctx.plan, cell)?;
+    if cell.public {
+        let layers = ctx
+            .plan
+            .public
+            .as_ref()
+            .map(|p| p.train_layers.clone())
+            .unwrap_or_default();
+        cfg.init = Some(privpkt_nn::init::InitFrom::new(
+            &public_model(ctx, cell.model)?,
+            layers,
+        )?);
+    }
+    let private = cell.epsilon.is_some();
+    let dpo = &ctx.plan.train.dp;
     let t0 = Instant::now();
     let (model, curve, orgs) = match cell.setting {
         Setting::Centralised => {
@@ -711,9 +1010,12 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
             let fed = FedConfig {
                 clients: cell.organisations,
                 partition: cell.partition.parse::<Scheme>().map_err(|e| anyhow::anyhow!("{e}"))?,
-                rounds: ctx.plan.train.rounds,
+                rounds: dpo.rounds.filter(|_| private).unwrap_or(ctx.plan.train.rounds),
                 fraction: ctx.plan.train.fraction,
-                local_epochs: ctx.plan.train.local_epochs,
+                local_epochs: dpo
+                    .local_epochs
+                    .filter(|_| private)
+                    .unwrap_or(ctx.plan.train.local_epochs),
                 prox_mu: 0.0,
                 aggregation: "mean".parse::<Aggregation>()?,
                 train: cfg.clone(),
@@ -826,13 +1128,13 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
             cell.setting,
             cell.organisations,
             &cell.partition,
-            cell.model.name(),
+            &cell.model_name(),
             cell.epsilon,
         ),
         setting: cell.setting,
         organisations: cell.organisations,
         partition: cell.partition.clone(),
-        model: cell.model.name().to_string(),
+        model: cell.model_name(),
         epsilon_target: cell.epsilon,
         seed: cell.seed,
         utility,

@@ -45,3 +45,58 @@ impl LocalOptimizerArgs {
 pub fn arch_or_default(arch: Option<Arch>, ds: &Dataset) -> Arch {
     arch.unwrap_or_else(|| Arch::default_for(&ds.manifest.extract.repr))
 }
+
+/// `--batch-size`: a number of samples (expected privacy units per DP step), or `full`: every
+/// unit in every step (full-batch DP gradient descent, q = 1).
+pub fn parse_batch(s: &str) -> Result<usize, String> {
+    if s == "full" {
+        return Ok(privpkt_nn::dp::FULL_BATCH);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a batch size (a number ≥ 1, or `full`)")),
+    }
+}
+
+/// Weight averaging, augmentation and public pre-training: shared by `train` and `federate`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RecipeArgs {
+    /// Average the weights over steps (rounds, when federated) with this decay, e.g. 0.99: the
+    /// average is what is validated and released (free under DP: post-processing).
+    #[arg(long, help_heading = "Training recipe")]
+    pub ema: Option<f64>,
+    /// Train on augmented views of flow behaviour samples: time dilation and jitter, a dropped
+    /// or duplicated packet, truncation.
+    #[arg(long, help_heading = "Training recipe")]
+    pub augment: bool,
+    /// Augmented views of each sample per DP step, averaged before clipping (augmentation
+    /// multiplicity; implies --augment) [default: 1].
+    #[arg(long, help_heading = "Training recipe")]
+    pub augment_views: Option<usize>,
+    /// Start from this pre-trained model (trained with `privpkt train` on public data: other
+    /// synthetic seeds, a public corpus). Its data must be prepared the same way.
+    #[arg(long, help_heading = "Training recipe")]
+    pub init: Option<std::path::PathBuf>,
+    /// With --init: the layers trained in this run, comma-separated (`head` is the output layer
+    /// `out`); the others stay as pre-trained and never see this run's data. Default: all.
+    /// Under DP, `head` (or the last layers) keeps most utility: only they spend ε.
+    #[arg(long, value_delimiter = ',', requires = "init", help_heading = "Training recipe")]
+    pub train_layers: Vec<String>,
+}
+
+impl RecipeArgs {
+    /// Set these options on `cfg`.
+    pub fn apply(&self, cfg: &mut privpkt_nn::TrainConfig) -> anyhow::Result<()> {
+        cfg.ema = self.ema;
+        if self.augment || self.augment_views.is_some() {
+            cfg.augment = Some(privpkt_nn::augment::Augment {
+                views: self.augment_views.unwrap_or(1),
+                ..Default::default()
+            });
+        }
+        if let Some(p) = &self.init {
+            cfg.init = Some(privpkt_nn::init::InitFrom::new(p, self.train_layers.clone())?);
+        }
+        Ok(())
+    }
+}

@@ -9,7 +9,19 @@ fn attack_and_audit_from_the_command_line() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     synth_caps(p, "chat,voip", true, 2, 6);
-    ok(&privpkt(&["prepare", "caps", "--out", "ds", "--max-per-flow", "8"], p));
+    ok(&privpkt(
+        &[
+            "prepare",
+            "caps",
+            "--out",
+            "ds",
+            "--repr",
+            "deeppacket",
+            "--max-per-flow",
+            "8",
+        ],
+        p,
+    ));
     ok(&privpkt(
         &[
             "train",

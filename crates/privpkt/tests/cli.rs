@@ -18,6 +18,8 @@ fn synth_prepare_inspect_json() {
             "ds",
             "--label-column",
             "category+vpn",
+            "--repr",
+            "deeppacket",
             "--json",
         ],
         p,
@@ -288,6 +290,144 @@ fn train_eval_classify_roundtrip() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(want), "{extra:?}: expected `{want}` in {err}");
     }
+}
+
+/// The default representation end to end: one behaviour sample per flow, the split a peer tool
+/// reads, the default model, flows decided at their N-th packet, public → private training.
+#[test]
+fn behaviour_default_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    synth_caps(p, "voip,file_transfer", false, 3, 6);
+    let r = json(&privpkt(&["prepare", "caps", "--out", "ds", "--json"], p));
+    assert_eq!(r["representation"], "behaviour");
+    let i = json(&privpkt(
+        &[
+            "inspect",
+            "ds",
+            "--json",
+            "--export-split",
+            "split.csv",
+            "--plots",
+            "plots",
+        ],
+        p,
+    ));
+    assert_eq!(i["samples"], i["flows"], "one sample per flow");
+    let split = std::fs::read_to_string(p.join("split.csv")).unwrap();
+    let mut lines = split.lines();
+    assert_eq!(lines.next(), Some("file,l4,endpoint_a,endpoint_b,split"));
+    assert_eq!(lines.count() as u64, i["flows"].as_u64().unwrap());
+    assert!(split.contains(".pcap,TCP,") || split.contains(".pcap,UDP,"));
+    for f in ["packet_sizes.png", "series.png", "flow_stats.png"] {
+        assert!(p.join("plots").join(f).exists(), "{f}");
+    }
+    let t = json(&privpkt(
+        &[
+            "train",
+            "ds",
+            "--out",
+            "m.safetensors",
+            "--epochs",
+            "20",
+            "--patience",
+            "0",
+            "--batch-size",
+            "8",
+            "--ema",
+            "0.9",
+            "--augment",
+            "--json",
+        ],
+        p,
+    ));
+    assert_eq!(t["arch"], "series-cnn");
+    let e = json(&privpkt(&["eval", "m.safetensors", "ds", "--json"], p));
+    let f1 = e["report"]["flow_level"]["macro_f1"].as_f64().unwrap();
+    assert!(
+        f1 > 0.9,
+        "DNS, VoIP and bulk transfer behave nothing alike: flow macro-F1 {f1}"
+    );
+    // A series alone is decided at its N-th packet (or the flow's end).
+    json(&privpkt(
+        &[
+            "prepare",
+            "caps",
+            "--out",
+            "s8",
+            "--repr",
+            "series",
+            "--packets",
+            "8",
+            "--json",
+        ],
+        p,
+    ));
+    json(&privpkt(
+        &["train", "s8", "--out", "s8.safetensors", "--epochs", "2", "--json"],
+        p,
+    ));
+    let flows = json(&privpkt(&["classify", "s8.safetensors", "caps", "--format", "json"], p));
+    let flows = flows.as_array().unwrap();
+    assert!(flows.len() >= 12);
+    for f in flows {
+        let at = f["decided_at_packet"].as_u64().unwrap();
+        assert!((1..=8).contains(&at), "{f}");
+    }
+    assert!(flows.iter().any(|f| f["decided_at_packet"] == 8));
+    // Public pre-training (other synthetic traffic), then private training of the output layer only.
+    std::fs::create_dir(p.join("pub")).unwrap();
+    synth_caps(&p.join("pub"), "voip,file_transfer", false, 2, 6);
+    json(&privpkt(&["prepare", "pub/caps", "--out", "pubds", "--json"], p));
+    json(&privpkt(
+        &["train", "pubds", "--out", "pub.safetensors", "--epochs", "4", "--json"],
+        p,
+    ));
+    let t = json(&privpkt(
+        &[
+            "train",
+            "ds",
+            "--out",
+            "priv.safetensors",
+            "--init",
+            "pub.safetensors",
+            "--train-layers",
+            "head",
+            "--dp",
+            "--epsilon",
+            "2",
+            "--batch-size",
+            "full",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1",
+            "--epochs",
+            "5",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        p,
+    ));
+    assert_eq!(t["privacy"]["q"], 1.0);
+    assert!(t["privacy"]["epsilon"].as_f64().unwrap() <= 2.0 + 1e-9);
+    let m = std::fs::read(p.join("priv.safetensors")).unwrap();
+    let n = u64::from_le_bytes(m[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&m[8..8 + n]).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(header["__metadata__"]["privpkt"].as_str().unwrap()).unwrap();
+    assert_eq!(meta["pretraining"]["layers_trained"], serde_json::json!(["out"]));
+    assert_eq!(meta["pretraining"]["model"], "pub.safetensors");
+    // Refused with the reason: --train-layers without --init, a full batch without DP.
+    let o = privpkt(&["train", "ds", "--out", "x.safetensors", "--train-layers", "out"], p);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--init"), "{o:?}");
+    let o = privpkt(&["train", "ds", "--out", "x.safetensors", "--batch-size", "full"], p);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("full"), "{o:?}");
+    let o = privpkt(&["train", "ds", "--out", "x.safetensors", "--batch-size", "many"], p);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`many` is not a batch size"),
+        "{o:?}"
+    );
 }
 
 #[test]

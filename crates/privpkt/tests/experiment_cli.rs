@@ -123,8 +123,10 @@ fn demo_on_a_small_default_writes_the_report() {
             "6",
             "--epochs",
             "1",
-            "--max-per-flow",
-            "4",
+            "--rounds",
+            "1",
+            "--dp-rounds",
+            "2",
             "--batch-size",
             "8",
         ],
@@ -142,13 +144,32 @@ fn demo_on_a_small_default_writes_the_report() {
     assert_eq!(
         labels,
         [
-            "centralised, sae, no DP",
-            "FedAvg, 3 orgs (iid), sae, no DP",
-            "FedAvg, 3 orgs (iid), sae, ε = 1",
-            "FedAvg, 3 orgs (iid), sae, ε = 8"
+            "centralised, series-cnn, no DP",
+            "FedAvg, 3 orgs (iid), series-cnn, no DP",
+            "FedAvg, 3 orgs (iid), series-cnn + public pre-training, ε = 1",
+            "FedAvg, 3 orgs (iid), series-cnn + public pre-training, ε = 8",
+            "FedAvg, 3 orgs (iid), logistic, ε = 1",
+            "FedAvg, 3 orgs (iid), logistic, ε = 8"
         ]
     );
     assert!(p.join("demo/report.html").exists());
+    // The pre-trained cells record where their starting weights came from, and that only the
+    // output layer saw the private flows.
+    let cell = &r["cells"][2];
+    let model = std::fs::read(p.join("demo").join(cell["model_file"].as_str().unwrap())).unwrap();
+    let header_len = u64::from_le_bytes(model[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&model[8..8 + header_len]).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(header["__metadata__"]["privpkt"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        meta["pretraining"]["layers_trained"],
+        serde_json::json!(["out"]),
+        "{meta}"
+    );
+    assert!(
+        meta["pretraining"]["privacy"].is_null(),
+        "the public model was trained without DP"
+    );
+    assert!(meta["pretraining"]["model"].as_str().unwrap().contains("public"));
 }
 
 #[test]
@@ -165,6 +186,10 @@ fn demo_on_captures_of_ones_own() {
             "mine",
             "--epochs",
             "1",
+            "--rounds",
+            "1",
+            "--dp-rounds",
+            "2",
             "--batch-size",
             "4",
             "--epsilon",
@@ -176,9 +201,13 @@ fn demo_on_captures_of_ones_own() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.join("mine/results.json")).unwrap()).unwrap();
     assert_eq!(r["data"]["source"], "caps");
-    assert_eq!(r["data"]["classes"], serde_json::json!(["chat", "streaming", "voip"]));
-    // Centralised, FedAvg, FedAvg at the one budget given.
-    assert_eq!(r["cells"].as_array().unwrap().len(), 3);
+    // The background DNS flows are labelled `dns` and are flows like any other.
+    assert_eq!(
+        r["data"]["classes"],
+        serde_json::json!(["chat", "dns", "streaming", "voip"])
+    );
+    // Centralised, FedAvg, and at the one budget given FedAvg after public pre-training and from scratch.
+    assert_eq!(r["cells"].as_array().unwrap().len(), 4);
     assert!(
         !p.join("mine/data/captures").exists(),
         "one's own captures are read where they are"

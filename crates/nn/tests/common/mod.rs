@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use privpkt_capture::{DeepPacketConfig, ExtractConfig, FlowConfig, FlowPicConfig, Representation};
+use privpkt_capture::{BehaviourConfig, DeepPacketConfig, ExtractConfig, FlowConfig, FlowPicConfig, Representation};
 use privpkt_dataset::labels::LabelSpec;
 use privpkt_dataset::npy::{self, Dtype, NpyWriter};
 use privpkt_dataset::store::{ClassBalance, Manifest, Shard, Storage, Totals};
@@ -19,6 +19,76 @@ pub enum Kind {
     DeepPacket,
     FlowPicDense(u32),
     FlowPicSparse(u32),
+    /// Flow behaviour: 10-packet series and the flow statistics.
+    Behaviour,
+}
+
+/// The behaviour layout of [`Kind::Behaviour`].
+pub fn behaviour_config() -> BehaviourConfig {
+    BehaviourConfig {
+        packets: 10,
+        ..BehaviourConfig::behaviour()
+    }
+}
+
+/// A flow of class c as a raw behaviour sample: class 0 sends small request/response pairs
+/// every ~10 ms, class 1 bursts of large downstream packets ~0.1 ms apart; classes 2 and 3 the
+/// same with sizes shifted by 300 bytes.
+pub fn behaviour_sample(c: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    use privpkt_capture::behaviour::FlowStats;
+    use privpkt_capture::{Direction, L4};
+    let cfg = behaviour_config();
+    let packets = 4 + rng.random_range(0..10usize);
+    let mut series = Vec::new();
+    let mut stats = FlowStats::default();
+    let mut t = 0i64;
+    for i in 0..packets {
+        let (dir, size, gap_us) = if c.is_multiple_of(2) {
+            let d = if i % 2 == 0 {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            };
+            (
+                d,
+                rng.random_range(60..200u32) + 300 * (c as u32 / 2),
+                rng.random_range(8_000..12_000i64),
+            )
+        } else {
+            let d = if i == 0 {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            };
+            (
+                d,
+                rng.random_range(1200..1500u32) - 300 * (c as u32 / 2),
+                rng.random_range(50..150i64),
+            )
+        };
+        let gap = if i == 0 { 0 } else { gap_us };
+        t += gap * 1000;
+        if i < cfg.packets as usize {
+            let dv = if dir == Direction::Forward { 1.0 } else { -1.0 };
+            series.extend_from_slice(&[
+                1.0,
+                dv,
+                size as f32,
+                (size - 40) as f32,
+                gap as f32,
+                0.,
+                0.,
+                0.,
+                1.,
+                1.,
+                0.,
+            ]);
+        }
+        stats.push(t, dir, size, size - 40, L4::Tcp, 0x18);
+    }
+    series.resize(cfg.series_len(), 0.0);
+    stats.write(&mut series);
+    series
 }
 
 /// Split of sample i: 3 of 5 train, 1 val, 1 test.
@@ -138,6 +208,30 @@ pub fn write_dataset(dir: &Path, kind: Kind, classes: usize, n: usize, seed: u64
                 }
             };
             (Representation::FlowPic(cfg), storage)
+        }
+        Kind::Behaviour => {
+            let cfg = behaviour_config();
+            let len = cfg.sample_len() as u64;
+            let mut w = NpyWriter::create(&dir.join("shards/samples-00000.npy"), Dtype::F32, &[len]).unwrap();
+            for i in 0..n {
+                let b: Vec<u8> = behaviour_sample(class_of(i, classes), &mut rng)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                w.write_rows(&b).unwrap();
+            }
+            w.finish().unwrap();
+            (
+                Representation::Behaviour(cfg),
+                Storage::Dense {
+                    dtype: Dtype::F32,
+                    row_shape: vec![len],
+                    shards: vec![Shard {
+                        file: "shards/samples-00000.npy".into(),
+                        rows: n as u64,
+                    }],
+                },
+            )
         }
     };
     let mut csv = String::from("sample,capture,flow,direction,timestamp_ns,label,split,l4,src_port,dst_port\n");

@@ -65,13 +65,13 @@ pub fn json(o: &Output) -> serde_json::Value {
 }
 
 /// Eight cells (centralised and FedAvg over 3 organisations, without DP and at ε = 8, two
-/// seeds) on 80 synthetic flows: seconds in a debug build. The batch is small because DP-SGD
-/// needs the expected batch within each organisation's few flows; the `<script>` in the title
-/// checks escaping end to end.
+/// seeds) of the MLP on 80 synthetic flows' behaviour: seconds in a debug build. The batch is
+/// small because DP-SGD needs the expected batch within each organisation's few flows; the
+/// `<script>` in the title checks escaping end to end.
 pub const TINY_PLAN: &str = r#"title = "tiny <script>"
 [data]
 synthetic = { seed = 7, captures_per_class = 1, flows_per_capture = 8 }
-max_per_flow = 8
+packets = 10
 [train]
 epochs = 2
 rounds = 2
@@ -84,6 +84,6 @@ setting = ["centralised", "fedavg"]
 organisations = [3]
 partition = ["iid"]
 epsilon = ["none", 8]
-model = ["sae"]
+model = ["mlp"]
 seed = [1, 2]
 "#;
