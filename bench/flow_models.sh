@@ -3,17 +3,18 @@
 # 3 seeds (the split and the training change with the seed), on
 #   - the demo's synthetic traffic (10 classes: 5 applications, plain and inside VPN tunnels),
 #   - the nDPI corpus's category_class (9) and app_class (18) label sets (proposed_flows.csv).
-# For each task and seed: privpkt prepare (behaviour: the first 30 packets' series with the first 16
-# payload bytes of each, and the whole flow's statistics) → privpkt inspect --export-split → the peer
-# (../shared/anchors/nfstream_lightgbm.py: nfstream statistics + first 20 packets, LightGBM, and the
-# port lookup) on exactly those train/test flows → privpkt's models (mlp, series-cnn, logistic) trained
-# on the train split, early-stopped on val, scored once on test beside the header-only baseline.
+# For each task and seed: privpkt prepare (behaviour: the first 30 packets' series and the whole flow's
+# statistics; once without payload bytes, once with the first 8 payload bytes of the first 4 payload-carrying
+# packets: the hybrid) → privpkt inspect --export-split → the peer (../shared/anchors/nfstream_lightgbm.py:
+# nfstream statistics + first 20 packets, LightGBM, and the port lookup) on exactly those train/test flows →
+# privpkt's models (mlp, series-cnn, logistic) trained on the train split, early-stopped on val, scored once on
+# test beside the header-only baseline.
 #
-#   bash bench/flow_models.sh                        # everything (~40 min on 2 cores)
+#   bash bench/flow_models.sh                        # everything (~30 min on 2 cores)
 #   SEEDS=1 TASKS=synthetic bash bench/flow_models.sh
 #
 # Environment: SEEDS (1 2 3), TASKS (synthetic category_class app_class), MODELS (mlp series-cnn logistic),
-# PAYLOAD_BYTES (16), WORK (bench/work/flow-models), PRIVPKT_BIN (a prebuilt binary), PEER_VENV (.venv-peer,
+# PAYLOADS (payload bytes per variant: "0 8"), WORK (bench/work/flow-models), PRIVPKT_BIN (a prebuilt binary), PEER_VENV (.venv-peer,
 # created with nfstream lightgbm scikit-learn pandas on first use).
 # Settings: Adam 1e-3, batch 64, 60 epochs, early stopping on validation macro-F1 (patience 15), weight
 # average 0.99, inverse-frequency class weights; series-cnn also trains on augmented views. They were chosen on
@@ -26,7 +27,7 @@ peer_script=../shared/anchors/nfstream_lightgbm.py
 SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-"synthetic category_class app_class"}
 MODELS=${MODELS:-"mlp series-cnn logistic"}
-PAYLOAD_BYTES=${PAYLOAD_BYTES:-16}
+PAYLOADS=${PAYLOADS:-"0 8"}
 WORK=${WORK:-bench/work/flow-models}
 PEER_VENV=${PEER_VENV:-.venv-peer}
 bin=${PRIVPKT_BIN:-target/release/privpkt}
@@ -70,12 +71,17 @@ for task in $TASKS; do
     peer=(--captures "$ndpi/pcap" --labels "$ndpi/proposed_flows.csv" --label-column "$task")
   fi
   for seed in $SEEDS; do
-    ds="$WORK/$task-s$seed"
-    [ -f "$ds/manifest.json" ] || $bin prepare "$caps" "${labels[@]}" --payload-bytes "$PAYLOAD_BYTES" \
-      --split-by flow --seed "$seed" --out "$ds" --json >/dev/null
-    $bin inspect "$ds" --export-split "$ds/split.csv" --json >/dev/null
-    "$PEER_VENV/bin/python" "$peer_script" "${peer[@]}" --split "$ds/split.csv" >"$ds/peer.json"
-    python3 - "$task" "$seed" "$ds/peer.json" >>"$runs" <<'PY'
+    first=""
+    for k in $PAYLOADS; do
+      ds="$WORK/$task-k$k-s$seed"
+      [ -f "$ds/manifest.json" ] || $bin prepare "$caps" "${labels[@]}" --payload-bytes "$k" \
+        --split-by flow --seed "$seed" --out "$ds" --json >/dev/null
+      if [ -z "$first" ]; then
+        # The split depends on the flows and the seed only: one peer run per task and seed.
+        first=$ds
+        $bin inspect "$ds" --export-split "$ds/split.csv" --json >/dev/null
+        "$PEER_VENV/bin/python" "$peer_script" "${peer[@]}" --split "$ds/split.csv" >"$ds/peer.json"
+        python3 - "$task" "$seed" "$ds/peer.json" >>"$runs" <<'PY'
 import json, sys
 task, seed, path = sys.argv[1:4]
 g = json.load(open(path))["given_split"]
@@ -83,27 +89,30 @@ for model, key in (("nfstream + LightGBM", "macro_f1"), ("port lookup", "port_lo
     print(json.dumps({"task": task, "seed": int(seed), "model": model, "flow_macro_f1": g[key],
                       "test_flows": g["flows"]}))
 PY
-    for model in $MODELS; do
-      m="$ds/$model.safetensors"
-      extra=()
-      [ "$model" = series-cnn ] && extra=(--augment)
-      t0=$(date +%s.%N)
-      [ -f "$m" ] || $bin train "$ds" --out "$m" --arch "$model" --epochs 60 --patience 15 --ema 0.99 \
-        --class-weights --seed "$seed" "${extra[@]}" --json >"$ds/$model-train.json"
-      t1=$(date +%s.%N)
-      $bin eval "$m" "$ds" --json >"$ds/$model-eval.json"
-      python3 - "$task" "$seed" "$model" "$ds/$model-eval.json" "$(echo "$t1 - $t0" | bc)" >>"$runs" <<'PY'
+      fi
+      for model in $MODELS; do
+        m="$ds/$model.safetensors"
+        extra=()
+        [ "$model" = series-cnn ] && extra=(--augment)
+        t0=$(date +%s.%N)
+        [ -f "$m" ] || $bin train "$ds" --out "$m" --arch "$model" --epochs 60 --patience 15 --ema 0.99 \
+          --class-weights --seed "$seed" "${extra[@]}" --json >"$ds/$model-train.json"
+        t1=$(date +%s.%N)
+        $bin eval "$m" "$ds" --json >"$ds/$model-eval.json"
+        python3 - "$task" "$seed" "$model" "$k" "$ds/$model-eval.json" "$(echo "$t1 - $t0" | bc)" >>"$runs" <<'PY'
 import json, sys
-task, seed, model, path, secs = sys.argv[1:6]
+task, seed, model, k, path, secs = sys.argv[1:7]
 ev = json.load(open(path))
-print(json.dumps({"task": task, "seed": int(seed), "model": model,
+name = f"{model}" + (f" (hybrid: {k} payload bytes)" if k != "0" else "")
+print(json.dumps({"task": task, "seed": int(seed), "model": name, "payload_bytes": int(k),
                   "flow_macro_f1": ev["report"]["flow_level"]["macro_f1"], "train_seconds": float(secs),
                   "test_flows": ev["report"]["flow_level"]["flows"]}))
-if model == "mlp":
+if model == "mlp" and k == "0":
     print(json.dumps({"task": task, "seed": int(seed), "model": "header-only baseline",
                       "flow_macro_f1": ev["baseline"]["flow_level"]["macro_f1"],
                       "test_flows": ev["baseline"]["flow_level"]["flows"]}))
 PY
+      done
     done
   done
 done

@@ -9,8 +9,9 @@
 //!   [`SERIES_CHANNELS`] values per packet — presence mask, direction (+1 forward, −1
 //!   backward), IP length, transport payload length, gap to the flow's previous packet (µs),
 //!   and the FIN, SYN, RST, PSH, ACK, URG flags — followed, optionally, by the first K bytes of
-//!   the packet's transport payload (the hybrid of series and bytes; headers are never
-//!   included, so addresses and ports stay out). Rows past the flow's end are all zero.
+//!   the packet's transport payload for the flow's first few payload-carrying packets (the
+//!   hybrid of series and bytes; headers are never included, so addresses and ports stay out).
+//!   Rows past the flow's end are all zero.
 //! - **statistics** ([`STATS`]): packet and byte counts, durations, per-direction size and gap
 //!   moments and percentiles, TCP flag counts, bursts and ratios, over the whole flow, its
 //!   first T seconds, or the series' packets only. Names follow nfstream's where the meaning is
@@ -66,6 +67,10 @@ pub enum StatsScope {
     Series,
 }
 
+fn default_payload_packets() -> u32 {
+    4
+}
+
 /// Settings of the behaviour representation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BehaviourConfig {
@@ -73,6 +78,11 @@ pub struct BehaviourConfig {
     pub packets: u32,
     /// Payload bytes kept per series packet (0: none).
     pub payload_bytes: u32,
+    /// Only the first this many packets *that carry payload* keep their bytes (the handshake's,
+    /// where protocols show themselves; later payload is ciphertext, noise to a model); the
+    /// other rows' bytes are zero.
+    #[serde(default = "default_payload_packets")]
+    pub payload_packets: u32,
     /// Flow statistics and their scope (`None`: no statistics).
     pub stats: Option<StatsScope>,
     /// Flows with fewer packets give no sample.
@@ -85,6 +95,7 @@ impl BehaviourConfig {
         BehaviourConfig {
             packets: 30,
             payload_bytes: 0,
+            payload_packets: default_payload_packets(),
             stats: None,
             min_packets: 1,
         }
@@ -95,6 +106,7 @@ impl BehaviourConfig {
         BehaviourConfig {
             packets: 0,
             payload_bytes: 0,
+            payload_packets: default_payload_packets(),
             stats: Some(StatsScope::Flow),
             min_packets: 1,
         }
@@ -469,6 +481,8 @@ pub struct BehaviourState {
     series: Vec<f32>,
     stats: FlowStats,
     packets: u64,
+    /// Series packets with payload so far (those whose bytes were kept).
+    payload_rows: u32,
     first_ns: i64,
     last_ns: i64,
     /// The statistics window is closed (no further packet counts).
@@ -557,10 +571,17 @@ impl BehaviourState {
         ]);
         let k = cfg.payload_bytes as usize;
         if k > 0 {
-            // The captured payload (the snap length may have cut it), zero-padded to K.
+            // The captured payload (the snap length may have cut it), zero-padded to K; only for
+            // the first payload-carrying packets.
             let start = (p.l4_offset + p.l4_header_len).min(p.ip.len());
             let payload = &p.ip[start..];
-            let take = payload.len().min(k).min(p.payload_len);
+            let mut take = payload.len().min(k).min(p.payload_len);
+            if p.payload_len > 0 {
+                if self.payload_rows >= cfg.payload_packets {
+                    take = 0;
+                }
+                self.payload_rows += 1;
+            }
             self.series.extend(payload[..take].iter().map(|&b| b as f32));
             self.series.extend(std::iter::repeat_n(0.0, k - take));
         }

@@ -202,6 +202,7 @@ fn series_rows_by_hand() {
     let cfg = BehaviourConfig {
         packets: 4,
         payload_bytes: 3,
+        payload_packets: 4,
         stats: None,
         min_packets: 1,
     };
@@ -232,6 +233,23 @@ fn series_rows_by_hand() {
         0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
     ];
     assert_eq!(&s[..], &udp[..]);
+
+    // Only the first payload-carrying packets keep their bytes: the first one, here.
+    let got = extract(BehaviourConfig {
+        payload_packets: 1,
+        ..cfg
+    });
+    let (_, s) = &got[&("UDP", 4000)];
+    assert_eq!(&s[11..14], &[1.0, 2.0, 3.0]);
+    assert_eq!(&s[c + 11..c + 14], &[0.0, 0.0, 0.0]);
+    assert_eq!(&s[2 * c + 11..2 * c + 14], &[0.0, 0.0, 0.0]);
+    let (_, s) = &got[&("TCP", 50000)];
+    assert_eq!(
+        &s[3 * c + 11..3 * c + 14],
+        &[1.0, 2.0, 3.0],
+        "the handshake carries no payload"
+    );
+    let got = extract(cfg);
 
     // A one-packet flow is a sample too.
     let (meta, s) = &got[&("UDP", 4001)];
@@ -288,9 +306,8 @@ fn decision_points_follow_the_scope() {
     // Statistics over the series: decided with the series.
     let series = BehaviourConfig {
         packets: 6,
-        payload_bytes: 0,
         stats: Some(StatsScope::Series),
-        min_packets: 1,
+        ..BehaviourConfig::series()
     };
     let got = extract(series);
     let (meta, s) = &got[&("TCP", 50000)];

@@ -129,6 +129,13 @@ impl FedConfig {
         if self.clients == 0 || self.rounds == 0 || self.local_epochs == 0 {
             return bad("clients, rounds and local epochs must be ≥ 1".into());
         }
+        if self.train.logit_adjust {
+            return bad(
+                "logit adjustment is for centralised training: each organisation would adjust by its own class \
+                 counts"
+                    .into(),
+            );
+        }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return bad(format!("the client fraction must be in (0, 1], got {}", self.fraction));
         }

@@ -23,8 +23,8 @@ use burn::tensor::{Tensor, TensorData};
 use privpkt_privacy::noise::streams_needed;
 use privpkt_privacy::perex::{clipped_sum, unit_norms, LayerPair};
 use privpkt_privacy::{
-    calibrate_sigma, clip_factors, epsilon_after, privacy_report, run_keys, steps_for_budget, AccountantKind,
-    NoiseGenerator,
+    calibrate_sigma_phases, clip_factors, epsilon, privacy_report, run_keys, steps_for_budget_with, AccountantKind,
+    NoiseGenerator, Phase,
 };
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -507,6 +507,9 @@ pub(crate) struct DpRun {
     /// Tensors trained (the others are public, kept from a pre-trained model: no noise).
     trainable: Vec<bool>,
     augment: Option<crate::augment::Augment>,
+    /// Logit adjustment: the class counts of the training units, released once with Gaussian
+    /// noise of the run's σ (one full-batch release of sensitivity 1, composed with the steps).
+    pub prior: Option<Vec<f64>>,
 }
 
 /// `--batch-size full`: every unit in every step (q = 1: full-batch DP gradient descent).
@@ -515,12 +518,14 @@ pub const FULL_BATCH: usize = usize::MAX;
 impl DpRun {
     /// Sets up DP-SGD for `train`: σ from the settings, or calibrated so that the planned
     /// epochs spend the budget, or the σ a resumed run already used (`saved_sigma`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dp: &DpConfig,
         cfg: &crate::train::TrainConfig,
         net: &Network,
         train: &Samples,
         saved_sigma: &mut Option<f64>,
+        saved_prior: &mut Option<Vec<f64>>,
         resumed: bool,
         progress: &dyn Fn(crate::train::TrainEvent),
     ) -> Result<DpRun> {
@@ -546,18 +551,39 @@ impl DpRun {
             ((n_units as f64 / cfg.batch_size as f64).round() as u64).max(1)
         };
         let planned = steps_per_epoch * cfg.epochs as u64;
+        // Logit adjustment releases the class counts once, with the steps' σ: one more phase.
+        let extra = |sigma: f64| -> Vec<Phase> {
+            if cfg.logit_adjust {
+                vec![Phase {
+                    q: 1.0,
+                    sigma,
+                    steps: 1,
+                }]
+            } else {
+                Vec::new()
+            }
+        };
         let (sigma, calibrated) = match (*saved_sigma, dp.sigma, dp.epsilon) {
             (Some(s), given, _) => (s, given.is_none()),
             (None, Some(s), _) => (s, false),
             (None, None, Some(eps)) => (
-                calibrate_sigma(eps, dp.delta, q, planned, dp.accountant).map_err(privacy_err)?,
+                calibrate_sigma_phases(eps, dp.delta, dp.accountant, &|s| {
+                    let mut p = vec![Phase {
+                        q,
+                        sigma: s,
+                        steps: planned,
+                    }];
+                    p.extend(extra(s));
+                    p
+                })
+                .map_err(privacy_err)?,
                 true,
             ),
             (None, None, None) => return Err(NnError::Config("DP-SGD: neither ε nor σ given".into())),
         };
         *saved_sigma = Some(sigma);
         let max_steps = match dp.epsilon {
-            Some(eps) => steps_for_budget(eps, dp.delta, q, sigma, dp.accountant)
+            Some(eps) => steps_for_budget_with(eps, dp.delta, q, sigma, dp.accountant, &extra(sigma))
                 .map_err(privacy_err)?
                 .min(planned),
             None => planned,
@@ -570,6 +596,16 @@ impl DpRun {
         }
         let seed = dp.seeded.then(|| crate::train::derive_seed(cfg.seed, &[STREAM_DP]));
         let (noise_key, sample_key) = run_keys(seed).map_err(privacy_err)?;
+        // Released once per run: a resumed run reuses the counts it released, never draws again.
+        if cfg.logit_adjust && saved_prior.is_none() {
+            *saved_prior = Some(noisy_class_counts(
+                &units,
+                train,
+                net.classes,
+                sigma * dp.clip,
+                &noise_key,
+            )?);
+        }
         if seed.is_none() && resumed {
             progress(crate::train::TrainEvent::Warning(
                 "resumed private run: noise and sampling continue from fresh OS entropy (the accounting is unchanged)"
@@ -592,6 +628,7 @@ impl DpRun {
             seed: cfg.seed,
             trainable: crate::init::trainable(cfg.init.as_ref(), &net.param_specs())?,
             augment: cfg.augment,
+            prior: saved_prior.clone().filter(|_| cfg.logit_adjust),
         };
         progress(crate::train::TrainEvent::Privacy {
             sigma,
@@ -605,9 +642,51 @@ impl DpRun {
         Ok(run)
     }
 
-    /// ε spent after `steps` steps, by the run's accountant.
+    /// The mechanisms of the run after `steps` steps: the steps, and the class-count release.
+    fn phases(&self, steps: u64) -> Vec<Phase> {
+        let mut p = Vec::new();
+        if steps > 0 {
+            p.push(Phase {
+                q: self.q,
+                sigma: self.sigma,
+                steps,
+            });
+        }
+        if self.prior.is_some() {
+            p.push(Phase {
+                q: 1.0,
+                sigma: self.sigma,
+                steps: 1,
+            });
+        }
+        p
+    }
+
+    /// ε spent after `steps` steps, by the run's accountant (the class-count release included).
     pub fn epsilon(&self, steps: u64) -> Result<f64> {
-        epsilon_after(self.cfg.accountant, self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)
+        let phases = self.phases(steps);
+        if phases.is_empty() {
+            return Ok(0.0);
+        }
+        epsilon(self.cfg.accountant, &phases, self.cfg.delta).map_err(privacy_err)
+    }
+
+    /// ε of the run after `steps` steps by both accountants.
+    fn both_accountants(&self, steps: u64) -> Result<serde_json::Value> {
+        if self.prior.is_none() {
+            return serde_json::to_value(
+                privacy_report(self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)?,
+            )
+            .map_err(|e| NnError::Config(e.to_string()));
+        }
+        let phases = self.phases(steps);
+        let of = |k| epsilon(k, &phases, self.cfg.delta).map_err(privacy_err);
+        Ok(serde_json::json!({
+            "rdp": {"epsilon": of(AccountantKind::Rdp)?},
+            "prv": {"epsilon": of(AccountantKind::Prv)?},
+            "phases": phases.iter().map(|p| serde_json::json!({"q": p.q, "sigma": p.sigma, "steps": p.steps}))
+                .collect::<Vec<_>>(),
+        }))
     }
 
     /// One DP-SGD step `t` (0-based over the run): Poisson-sample units, clip, add noise,
@@ -685,8 +764,7 @@ impl DpRun {
     /// What the model file records about the run's privacy after `steps` steps.
     pub fn summary(&self, steps: u64) -> Result<serde_json::Value> {
         let accountants = if steps > 0 {
-            serde_json::to_value(privacy_report(self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)?)
-                .map_err(|e| NnError::Config(e.to_string()))?
+            self.both_accountants(steps)?
         } else {
             serde_json::Value::Null
         };
@@ -720,8 +798,48 @@ impl DpRun {
             "covers": "the training split's units; the validation split (early stopping, model selection) and the \
                        test split are not covered",
             "float_caveat": "floating-point Gaussian noise (Mironov 2012)",
+            "class_prior": self.prior.as_ref().map(|p| serde_json::json!({
+                "mechanism": "Gaussian: each training unit's share of each class (sensitivity 1), released once with \
+                              the steps' σ·C and composed with them in ε; used to shift the output biases by \
+                              −log of the class frequencies (logit adjustment, post-processing)",
+                "noisy_counts": p,
+            })),
         }))
     }
+}
+
+/// The training units' class counts (a unit adds its share of samples of each class, so at most
+/// 1 in L2: sensitivity 1 under adding or removing a unit) with N(0, `std`²) noise on each,
+/// from a stream of `key` that no step uses.
+fn noisy_class_counts(
+    units: &[Vec<u32>],
+    train: &Samples,
+    classes: usize,
+    std: f64,
+    key: &[u8; 32],
+) -> Result<Vec<f64>> {
+    let mut counts = vec![0f32; classes];
+    for u in units {
+        let share = 1.0 / u.len().max(1) as f32;
+        for &i in u {
+            counts[train.labels[i as usize] as usize] += share;
+        }
+    }
+    let mut noise = NoiseGenerator::from_seed(*key);
+    noise.set_next_stream(PRIOR_STREAM);
+    noise.add_noise(&mut counts, std as f32).map_err(privacy_err)?;
+    Ok(counts.into_iter().map(f64::from).collect())
+}
+
+/// Noise stream of the class-count release: far past any step's streams.
+const PRIOR_STREAM: u64 = 1 << 62;
+
+/// Output-bias offsets of logit adjustment (Menon et al. 2021): `−ln π̂_c`, with the class
+/// frequencies π̂ from `counts` (each floored at 1, as a noisy count can be ≤ 0).
+pub fn logit_offsets(counts: &[f64]) -> Vec<f32> {
+    let c: Vec<f64> = counts.iter().map(|&n| n.max(1.0)).collect();
+    let total: f64 = c.iter().sum();
+    c.iter().map(|&n| -(n / total).ln() as f32).collect()
 }
 
 /// Seed stream of the DP keys when the run is seeded.

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod modelfile;
 pub mod optim;
+pub mod recipe;
 mod tensors;
 pub mod train;
 

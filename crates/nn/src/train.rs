@@ -91,6 +91,11 @@ pub struct TrainConfig {
     /// Start from a pre-trained (public) model and train only some of its layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitFrom>,
+    /// Logit adjustment (Menon et al. 2021): shift the output biases by −log of the training
+    /// class frequencies, so rare classes are not drowned by common ones; under DP-SGD the class
+    /// counts are released once with the run's noise and composed in ε.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logit_adjust: bool,
 }
 
 impl TrainConfig {
@@ -113,6 +118,7 @@ impl TrainConfig {
             ema: None,
             augment: None,
             init: None,
+            logit_adjust: false,
         }
     }
 
@@ -442,7 +448,14 @@ impl LocalDp {
             epochs: planned_epochs.max(1),
             ..cfg.clone()
         };
-        let run = DpRun::new(dp, &plan, net, samples, &mut None, false, &|_| {})?;
+        if cfg.logit_adjust {
+            return Err(NnError::Config(
+                "logit adjustment is for centralised training: a federation's organisations would each release \
+                 their own class counts"
+                    .into(),
+            ));
+        }
+        let run = DpRun::new(dp, &plan, net, samples, &mut None, &mut None, false, &|_| {})?;
         Ok(LocalDp { run, steps: 0 })
     }
 
@@ -618,6 +631,9 @@ struct CheckpointMeta {
     /// Where the run's starting weights came from.
     #[serde(default)]
     pretraining: Option<Pretraining>,
+    /// The noisy class counts a private run released (logit adjustment): released once.
+    #[serde(default)]
+    dp_prior: Option<Vec<f64>>,
 }
 
 struct State {
@@ -931,6 +947,7 @@ pub fn train_samples(
                 budget_spent: false,
                 ema_steps: 0,
                 pretraining,
+                dp_prior: None,
             },
             params,
             opt,
@@ -951,10 +968,27 @@ pub fn train_samples(
             &net,
             train_set,
             &mut st.meta.dp_sigma,
+            &mut st.meta.dp_prior,
             resumed_from.is_some(),
             progress,
         )?),
         None => None,
+    };
+    // Logit adjustment: the released counts under DP, the exact ones otherwise.
+    let offsets: Option<Vec<f32>> = match (cfg.logit_adjust, &dp_run) {
+        (false, _) => None,
+        (true, Some(r)) => r.prior.as_deref().map(crate::dp::logit_offsets),
+        (true, None) => {
+            let counts: Vec<f64> = train_set.class_counts(net.classes).iter().map(|&c| c as f64).collect();
+            Some(crate::dp::logit_offsets(&counts))
+        }
+    };
+    let adjust = |values: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        let mut v = values.to_vec();
+        if let (Some(off), Some(b)) = (&offsets, st_specs_out_bias(&net)) {
+            v[b].iter_mut().zip(off).for_each(|(x, o)| *x += o);
+        }
+        v
     };
     let batches = match &dp_run {
         Some(r) => r.steps_per_epoch as usize,
@@ -1047,7 +1081,7 @@ pub fn train_samples(
         } else {
             let current = Params {
                 specs: st.params.specs.clone(),
-                values: st.current().to_vec(),
+                values: adjust(st.current()),
             };
             let (f, a) = evaluate(&net, &current, val)?;
             (Some(f), Some(a))
@@ -1144,7 +1178,7 @@ pub fn train_samples(
         meta,
         Params {
             specs: st.params.specs.clone(),
-            values,
+            values: adjust(&values),
         },
     )?;
     Ok(TrainOutcome {
@@ -1155,6 +1189,11 @@ pub fn train_samples(
         stopped_early: st.meta.stopped_early,
         resumed_from,
     })
+}
+
+/// Position of the output layer's bias (`out.bias`) among the network's tensors.
+fn st_specs_out_bias(net: &Network) -> Option<usize> {
+    net.param_specs().iter().position(|s| s.name == "out.bias")
 }
 
 /// Greedy layer-wise pre-training of the stacked autoencoder: layer k is trained as an

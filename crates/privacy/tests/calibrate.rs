@@ -184,3 +184,57 @@ fn epsilon_after_is_zero_before_the_first_step() {
     }
     assert!(epsilon_after(AccountantKind::Rdp, 1.5, 1.1, 3, 1e-5).is_err());
 }
+
+#[test]
+fn several_mechanisms_of_one_sigma_are_calibrated_together() {
+    use privpkt_privacy::{calibrate_sigma_phases, steps_for_budget_with, RdpAccountant};
+    let (q, steps) = (1.0, 100u64);
+    // One phase: the same σ as the single-phase calibration.
+    for kind in [AccountantKind::Rdp, AccountantKind::Prv] {
+        let one = calibrate_sigma(4.0, DELTA, q, steps, kind).unwrap();
+        let same = calibrate_sigma_phases(4.0, DELTA, kind, &|s| vec![Phase { q, sigma: s, steps }]).unwrap();
+        assert!((one - same).abs() <= 1e-9 * one, "{kind:?}: {one} vs {same}");
+    }
+    // The training steps plus one full-batch Gaussian release (a class histogram) of the same σ:
+    // more noise than the steps alone need, and the composition spends the budget.
+    let phases = |s: f64| {
+        vec![
+            Phase { q, sigma: s, steps },
+            Phase {
+                q: 1.0,
+                sigma: s,
+                steps: 1,
+            },
+        ]
+    };
+    for kind in [AccountantKind::Rdp, AccountantKind::Prv] {
+        let alone = calibrate_sigma(4.0, DELTA, q, steps, kind).unwrap();
+        let s = calibrate_sigma_phases(4.0, DELTA, kind, &phases).unwrap();
+        assert!(s > alone, "{kind:?}");
+        let e = epsilon(kind, &phases(s), DELTA).unwrap();
+        assert!(e <= 4.0 && 4.0 - e < 0.01, "{kind:?}: ε = {e}");
+    }
+    // RDP composition adds curves: the release's RDP at order α is the Gaussian mechanism's
+    // closed form α / (2σ²).
+    let sigma = 10.0;
+    let mut a = RdpAccountant::new();
+    a.compose(&Phase::new(0.3, sigma, 50).unwrap()).unwrap();
+    let mut b = a.clone();
+    b.compose(&Phase::new(1.0, sigma, 1).unwrap()).unwrap();
+    for ((x, y), alpha) in a.rdp().iter().zip(b.rdp()).zip(a.orders()) {
+        let closed = alpha / (2.0 * sigma * sigma);
+        assert!(
+            (y - x - closed).abs() <= 1e-9 * closed.max(1e-12),
+            "α = {alpha}: {} vs {closed}",
+            y - x
+        );
+    }
+    // The step budget with the release: the last step count within ε, below the count without it.
+    let extra = [Phase::new(1.0, sigma, 1).unwrap()];
+    for kind in [AccountantKind::Rdp, AccountantKind::Prv] {
+        let n = steps_for_budget_with(4.0, DELTA, 0.3, sigma, kind, &extra).unwrap();
+        assert!(n > 0 && n <= steps_for_budget(4.0, DELTA, 0.3, sigma, kind).unwrap());
+        let eps_at = |k: u64| epsilon(kind, &[Phase::new(0.3, sigma, k).unwrap(), extra[0]], DELTA).unwrap();
+        assert!(eps_at(n) <= 4.0 && eps_at(n + 1) > 4.0, "{kind:?}: {n}");
+    }
+}

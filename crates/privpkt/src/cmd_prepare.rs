@@ -78,10 +78,15 @@ pub struct PrepareArgs {
     /// behaviour, series: packets in each flow's series.
     #[arg(long, default_value_t = 30)]
     pub packets: u32,
-    /// behaviour, series: the first K bytes of each series packet's payload (the hybrid of
-    /// series and bytes; 0: none).
-    #[arg(long, default_value_t = 0)]
+    /// behaviour, series: the first K bytes of the payload of the series' first payload-carrying
+    /// packets (the hybrid of series and bytes: protocol headers such as TLS records show there;
+    /// 0: a flow's behaviour alone).
+    #[arg(long, default_value_t = 8)]
     pub payload_bytes: u32,
+    /// With --payload-bytes: only the first N packets that carry payload keep their bytes (the
+    /// handshake's; later payload is ciphertext).
+    #[arg(long, default_value_t = 4)]
+    pub payload_packets: u32,
     /// behaviour, flowstats: statistics over the whole flow (`flow`), the series' packets only
     /// (`series`: decided at the N-th packet), or a number of seconds from the flow's start.
     #[arg(long, default_value = "flow")]
@@ -284,6 +289,7 @@ pub fn config(a: &PrepareArgs) -> Result<PrepareConfig> {
             Representation::Behaviour(BehaviourConfig {
                 packets: if a.repr == Repr::Flowstats { 0 } else { a.packets },
                 payload_bytes: a.payload_bytes,
+                payload_packets: a.payload_packets,
                 stats: (a.repr != Repr::Series).then_some(stats),
                 min_packets: a.min_packets.unwrap_or(1),
             })

@@ -40,17 +40,21 @@ pub struct TrainArgs {
     /// Model file to write (one safetensors file with weights and metadata).
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Architecture: deeppacket-app, deeppacket-traffic, sae, flowpic, flowpic-mini.
-    /// Default: deeppacket-app for Deep Packet datasets, flowpic / flowpic-mini by resolution.
+    /// Architecture: series-cnn, mlp, logistic (flow behaviour); deeppacket-app,
+    /// deeppacket-traffic, sae (Deep Packet vectors); flowpic, flowpic-mini. Default: series-cnn
+    /// for behaviour data with a series (mlp without), deeppacket-app for Deep Packet vectors,
+    /// flowpic / flowpic-mini by resolution.
     #[arg(long)]
     pub arch: Option<Arch>,
-    #[arg(long, value_enum, default_value = "adam")]
-    pub optimizer: OptArg,
-    /// SGD momentum.
+    /// Optimizer [default: the recipe's: adam; sgd without momentum under --dp for behaviour models].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptArg>,
+    /// SGD momentum (with --optimizer sgd).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Learning rate [default: the recipe's: 1e-3; 2 under --dp for behaviour models].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Learning-rate schedule over epochs.
     #[arg(long, value_enum, default_value = "constant")]
     pub schedule: ScheduleArg,
@@ -59,17 +63,33 @@ pub struct TrainArgs {
     pub step_every: usize,
     #[arg(long, default_value_t = 0.5)]
     pub gamma: f64,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Samples per step; with DP, privacy units expected per step (`full`: all of them).
-    #[arg(long, default_value = "64", value_parser = crate::trainargs::parse_batch)]
-    pub batch_size: usize,
-    /// Stop after this many epochs without a better validation macro-F1 (0: never).
-    #[arg(long, default_value_t = 3)]
-    pub patience: usize,
-    /// Weight the loss by inverse class frequency.
+    /// Epochs [default: the recipe's: 60 for behaviour models (100 DP steps under --dp), 10 for
+    /// the papers' models].
     #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Samples per step; with DP, privacy units expected per step (`full`: all of them)
+    /// [default: 64; `full` under --dp for behaviour models].
+    #[arg(long, value_parser = crate::trainargs::parse_batch)]
+    pub batch_size: Option<usize>,
+    /// Stop after this many epochs without a better validation macro-F1 (0: never) [default: 15
+    /// for behaviour models, 3 for the papers'; never under --dp for behaviour models].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Weight the loss by inverse class frequency [default for behaviour models without DP].
+    #[arg(long, conflicts_with = "no_class_weights")]
     pub class_weights: bool,
+    /// Do not weight the loss by class frequency.
+    #[arg(long)]
+    pub no_class_weights: bool,
+    /// Shift the output biases by −log of the training class frequencies (logit adjustment), so
+    /// rare classes are not drowned by common ones. With --dp the class counts are released once
+    /// with the run's noise and composed in ε (class weights would read private counts
+    /// unaccounted) [default for behaviour models under --dp].
+    #[arg(long, conflicts_with = "no_logit_adjust")]
+    pub logit_adjust: bool,
+    /// No logit adjustment.
+    #[arg(long)]
+    pub no_logit_adjust: bool,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Seed of initialisation, shuffling and dropout (recorded in the model file); default 42.
@@ -98,9 +118,12 @@ pub struct TrainArgs {
 }
 
 pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
-    let mut cfg = TrainConfig::new(arch_or_default(a.arch, ds));
-    cfg.optimizer = a.optimizer.to_optimizer(a.momentum);
-    cfg.lr = a.lr;
+    let arch = arch_or_default(a.arch, ds);
+    let mut cfg = TrainConfig::new(arch);
+    // What is not given comes from the architecture's recipe, private or not.
+    let r = privpkt_nn::recipe::recipe(arch, a.dp.dp);
+    cfg.optimizer = a.optimizer.map_or(r.optimizer, |o| o.to_optimizer(a.momentum));
+    cfg.lr = a.lr.unwrap_or(r.lr);
     cfg.schedule = match a.schedule {
         ScheduleArg::Constant => Schedule::Constant,
         ScheduleArg::Cosine => Schedule::Cosine,
@@ -109,10 +132,13 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
             gamma: a.gamma,
         },
     };
-    cfg.epochs = a.epochs;
-    cfg.batch_size = a.batch_size;
-    cfg.patience = (a.patience > 0).then_some(a.patience);
-    cfg.class_weights = a.class_weights;
+    cfg.epochs = a.epochs.unwrap_or(r.epochs);
+    cfg.batch_size = a.batch_size.unwrap_or(r.batch_size);
+    cfg.patience = a.patience.map_or(r.patience, |p| (p > 0).then_some(p));
+    cfg.class_weights = (a.class_weights || r.class_weights) && !a.no_class_weights;
+    cfg.logit_adjust = (a.logit_adjust || r.logit_adjust) && !a.no_logit_adjust;
+    cfg.ema = r.ema;
+    cfg.augment = r.augment;
     cfg.weight_decay = a.weight_decay;
     cfg.seed = a.seed.unwrap_or(42);
     cfg.sae_pretrain_epochs = a.pretrain_epochs;

@@ -215,9 +215,12 @@ pub struct DataPlan {
     /// behaviour, series: packets per series.
     #[serde(default = "default_packets")]
     pub packets: u32,
-    /// behaviour, series: payload bytes per series packet.
-    #[serde(default)]
+    /// behaviour, series: payload bytes per series packet (of the first payload-carrying ones).
+    #[serde(default = "default_payload_bytes")]
     pub payload_bytes: u32,
+    /// behaviour, series: payload-carrying packets that keep their bytes.
+    #[serde(default = "default_payload_packets")]
+    pub payload_packets: u32,
     /// behaviour, flowstats: statistics over `flow`, `series` or a number of seconds.
     #[serde(default = "default_stats_over")]
     pub stats_over: String,
@@ -237,6 +240,12 @@ fn default_repr() -> String {
 }
 fn default_packets() -> u32 {
     30
+}
+fn default_payload_bytes() -> u32 {
+    8
+}
+fn default_payload_packets() -> u32 {
+    4
 }
 fn default_stats_over() -> String {
     "flow".into()
@@ -310,6 +319,9 @@ pub struct TrainPlan {
     /// Weight the loss by inverse class frequency (cells without DP only: under DP the weights
     /// would come from the private labels' counts).
     pub class_weights: bool,
+    /// Logit adjustment (centralised cells; under DP the class counts are released with noise and
+    /// accounted).
+    pub logit_adjust: bool,
     /// Settings of DP cells that differ (`[train.dp]`).
     pub dp: DpTrainPlan,
 }
@@ -334,6 +346,7 @@ impl Default for TrainPlan {
             ema: None,
             augment_views: 0,
             class_weights: false,
+            logit_adjust: false,
             dp: DpTrainPlan::default(),
         }
     }
@@ -394,6 +407,34 @@ pub struct SweepPlan {
     /// Start from the `[public]` pre-trained model (true), from scratch (false), or both.
     pub public: Vec<bool>,
     pub seed: Vec<u64>,
+    /// Cells of the grid not to run: each entry names some axes' values, and a cell matching all
+    /// of them is left out (e.g. `{ model = "logistic", public = true }`).
+    pub exclude: Vec<CellFilter>,
+}
+
+/// Part of a cell's coordinates (see [`SweepPlan::exclude`]).
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CellFilter {
+    pub setting: Option<Setting>,
+    pub organisations: Option<usize>,
+    pub partition: Option<String>,
+    pub model: Option<Arch>,
+    pub public: Option<bool>,
+    pub epsilon: Option<EpsSpec>,
+    pub seed: Option<u64>,
+}
+
+impl CellFilter {
+    fn matches(&self, c: &Cell) -> bool {
+        self.setting.is_none_or(|s| s == c.setting)
+            && self.organisations.is_none_or(|o| o == c.organisations)
+            && self.partition.as_ref().is_none_or(|p| *p == c.partition)
+            && self.model.is_none_or(|m| m == c.model)
+            && self.public.is_none_or(|p| p == c.public)
+            && self.epsilon.is_none_or(|e| e.value() == c.epsilon)
+            && self.seed.is_none_or(|s| s == c.seed)
+    }
 }
 
 impl Default for SweepPlan {
@@ -406,6 +447,7 @@ impl Default for SweepPlan {
             model: Vec::new(),
             public: vec![false],
             seed: vec![1],
+            exclude: Vec::new(),
         }
     }
 }
@@ -606,7 +648,7 @@ pub fn expand(plan: &Plan, default_model: Arch) -> Vec<Cell> {
                 for &public in &s.public {
                     for eps in &s.epsilon {
                         for &seed in &s.seed {
-                            cells.push(Cell {
+                            let cell = Cell {
                                 setting,
                                 organisations,
                                 partition: partition.clone(),
@@ -614,7 +656,10 @@ pub fn expand(plan: &Plan, default_model: Arch) -> Vec<Cell> {
                                 public,
                                 epsilon: eps.value(),
                                 seed,
-                            });
+                            };
+                            if !s.exclude.iter().any(|f| f.matches(&cell)) {
+                                cells.push(cell);
+                            }
                         }
                     }
                 }
@@ -751,6 +796,7 @@ fn prepare_source(
         repr: repr(&prep.repr)?,
         packets: prep.packets,
         payload_bytes: prep.payload_bytes,
+        payload_packets: prep.payload_packets,
         stats_over: prep.stats_over.clone(),
         paper: false,
         mini: true,
@@ -891,6 +937,7 @@ fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
             ..Default::default()
         }),
         class_weights: t.class_weights && !private,
+        logit_adjust: t.logit_adjust && cell.setting == Setting::Centralised,
         ..TrainConfig::new(cell.model)
     })
 }
@@ -1546,6 +1593,64 @@ mod tests {
         assert!(cells[..6].iter().all(|c| c.organisations == 1 && c.partition == "-"));
         let ids: HashSet<String> = cells.iter().map(|c| cell_id(c, "m", &p)).collect();
         assert_eq!(ids.len(), cells.len(), "every cell has its own id");
+    }
+
+    #[test]
+    fn public_axis_exclusions_and_dp_overrides() {
+        let p = plan(
+            r#"
+            [data]
+            synthetic = {}
+            [train]
+            lr = 0.001
+            [train.dp]
+            optimizer = "sgd"
+            momentum = 0.0
+            lr = 2.0
+            batch_size = "full"
+            rounds = 50
+            [public]
+            synthetic = { seed = 9 }
+            [sweep]
+            setting = ["fedavg"]
+            epsilon = ["none", 4]
+            model = ["logistic", "mlp"]
+            public = [false, true]
+            exclude = [{ model = "logistic", public = true }, { model = "mlp", public = false, epsilon = 4 }]
+            "#,
+        )
+        .unwrap();
+        let cells = expand(&p, Arch::Sae);
+        let names: Vec<String> = cells.iter().map(|c| c.label()).collect();
+        assert_eq!(
+            names,
+            [
+                "FedAvg, 3 orgs (iid), logistic, no DP, seed 1",
+                "FedAvg, 3 orgs (iid), logistic, ε = 4, seed 1",
+                "FedAvg, 3 orgs (iid), mlp, no DP, seed 1",
+                "FedAvg, 3 orgs (iid), mlp + public pre-training, no DP, seed 1",
+                "FedAvg, 3 orgs (iid), mlp + public pre-training, ε = 4, seed 1",
+            ]
+        );
+        // Private cells take [train.dp]; the others [train].
+        let private = train_config(&p, &cells[1]).unwrap();
+        assert_eq!(private.lr, 2.0);
+        assert_eq!(private.batch_size, privpkt_nn::dp::FULL_BATCH);
+        assert_eq!(private.optimizer, Optimizer::Sgd { momentum: 0.0 });
+        let plain = train_config(&p, &cells[0]).unwrap();
+        assert_eq!(plain.lr, 0.001);
+        assert_eq!(plain.optimizer, Optimizer::Adam);
+        // The public plan is part of a public cell's id only.
+        let mut q = p.clone();
+        q.public.as_mut().unwrap().train_layers = vec!["fc2".into(), "out".into()];
+        assert_eq!(cell_id(&cells[0], "m", &p), cell_id(&cells[0], "m", &q));
+        assert_ne!(cell_id(&cells[3], "m", &p), cell_id(&cells[3], "m", &q));
+        // A public cell needs a [public] section.
+        let err = format!(
+            "{:#}",
+            plan("[data]\nsynthetic = {}\n[sweep]\npublic = [true]\n").unwrap_err()
+        );
+        assert!(err.contains("[public]"), "{err}");
     }
 
     #[test]

@@ -62,13 +62,17 @@ pub fn parse_batch(s: &str) -> Result<usize, String> {
 #[derive(Args, Debug, Clone, Default)]
 pub struct RecipeArgs {
     /// Average the weights over steps (rounds, when federated) with this decay, e.g. 0.99: the
-    /// average is what is validated and released (free under DP: post-processing).
+    /// average is what is validated and released (free under DP: post-processing); 0: off.
+    /// [`train` default: 0.99 for behaviour models without DP]
     #[arg(long, help_heading = "Training recipe")]
     pub ema: Option<f64>,
     /// Train on augmented views of flow behaviour samples: time dilation and jitter, a dropped
-    /// or duplicated packet, truncation.
-    #[arg(long, help_heading = "Training recipe")]
+    /// or duplicated packet, truncation [`train` default for series-cnn without DP].
+    #[arg(long, help_heading = "Training recipe", conflicts_with = "no_augment")]
     pub augment: bool,
+    /// No augmentation.
+    #[arg(long, help_heading = "Training recipe")]
+    pub no_augment: bool,
     /// Augmented views of each sample per DP step, averaged before clipping (augmentation
     /// multiplicity; implies --augment) [default: 1].
     #[arg(long, help_heading = "Training recipe")]
@@ -85,14 +89,19 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
-    /// Set these options on `cfg`.
+    /// Set these options on `cfg`, over whatever defaults it holds.
     pub fn apply(&self, cfg: &mut privpkt_nn::TrainConfig) -> anyhow::Result<()> {
-        cfg.ema = self.ema;
+        if let Some(d) = self.ema {
+            cfg.ema = (d != 0.0).then_some(d);
+        }
         if self.augment || self.augment_views.is_some() {
             cfg.augment = Some(privpkt_nn::augment::Augment {
                 views: self.augment_views.unwrap_or(1),
                 ..Default::default()
             });
+        }
+        if self.no_augment {
+            cfg.augment = None;
         }
         if let Some(p) = &self.init {
             cfg.init = Some(privpkt_nn::init::InitFrom::new(p, self.train_layers.clone())?);

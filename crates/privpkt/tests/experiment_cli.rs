@@ -215,13 +215,30 @@ fn demo_on_captures_of_ones_own() {
 }
 
 /// The full demo as the README runs it (release build: `cargo test --release -- --ignored demo_full`):
-/// it must finish within its 10-minute promise.
+/// it must finish within its 2-minute promise on 2 cores, and meet the flow-level goals: macro-F1
+/// ≥ 0.97 centralised, ≥ 0.95 FedAvg, ≥ 0.90 at ε = 8 and ≥ 0.75 at ε = 1 per flow and organisation.
 #[test]
 #[ignore]
-fn demo_full_within_ten_minutes() {
+fn demo_full_within_two_minutes() {
     let d = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     let out = ok(&privpkt(&["demo", "--out", "demo"], d.path()));
     let s = t.elapsed().as_secs_f64();
-    assert!(s < 600.0, "the demo took {s:.0} s\n{out}");
+    assert!(s < 120.0, "the demo took {s:.0} s\n{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("demo/results.json")).unwrap()).unwrap();
+    let f1 = |label: &str| {
+        r["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["label"] == label)
+            .unwrap_or_else(|| panic!("no cell {label}"))["utility"]["flow_macro_f1"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(f1("centralised, series-cnn, no DP") >= 0.97);
+    assert!(f1("FedAvg, 3 orgs (iid), series-cnn, no DP") >= 0.95);
+    assert!(f1("FedAvg, 3 orgs (iid), series-cnn + public pre-training, ε = 8") >= 0.90);
+    assert!(f1("FedAvg, 3 orgs (iid), series-cnn + public pre-training, ε = 1") >= 0.75);
 }

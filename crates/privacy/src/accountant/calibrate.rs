@@ -23,20 +23,35 @@ const SIGMA_MAX: f64 = 1e6;
 /// [`AccountantKind::Prv`]); ε(σ) ≥ target − 1e-3 unless the accountant's ε(σ) jumps there
 /// (PRV's grid changes with σ), in which case ≥ target − 0.01 or an error.
 pub fn calibrate_sigma(target_eps: f64, delta: f64, q: f64, steps: u64, accountant: AccountantKind) -> Result<f64> {
-    validate_epsilon(target_eps)?;
-    validate_delta(delta)?;
     validate_q(q)?;
     if steps == 0 {
         return Err(PrivacyError::ZeroSteps);
     }
-    let eps_of = |sigma: f64| epsilon(accountant, &[Phase { q, sigma, steps }], delta);
+    calibrate_sigma_phases(target_eps, delta, accountant, &|sigma| vec![Phase { q, sigma, steps }])
+}
+
+/// As [`calibrate_sigma`], for a run whose mechanisms all use the one noise multiplier σ:
+/// `phases(σ)` lists them (e.g. the training steps and one more full-batch Gaussian release),
+/// and their composition must meet (`target_eps`, `delta`).
+pub fn calibrate_sigma_phases(
+    target_eps: f64,
+    delta: f64,
+    accountant: AccountantKind,
+    phases: &dyn Fn(f64) -> Vec<Phase>,
+) -> Result<f64> {
+    validate_epsilon(target_eps)?;
+    validate_delta(delta)?;
+    for p in phases(1.0) {
+        p.validate()?;
+    }
+    let eps_of = |sigma: f64| epsilon(accountant, &phases(sigma), delta);
 
     // Bracket [lo, hi] with ε(lo) > target ≥ ε(hi).
     let (mut lo, mut hi, mut eps_hi) = match accountant {
         AccountantKind::Rdp => bracket(target_eps, 1.0, 2.0, &eps_of)?,
         AccountantKind::Prv => {
             // PRV ε is below RDP ε, so the RDP σ is an excellent upper start.
-            let start = calibrate_sigma(target_eps, delta, q, steps, AccountantKind::Rdp)?;
+            let start = calibrate_sigma_phases(target_eps, delta, AccountantKind::Rdp, phases)?;
             bracket(target_eps, start, 1.1, &eps_of)?
         }
     };
@@ -113,6 +128,43 @@ pub fn steps_for_budget(eps: f64, delta: f64, q: f64, sigma: f64, accountant: Ac
         AccountantKind::Rdp => Ok(rdp_steps),
         AccountantKind::Prv => prv_steps_for_budget(eps, delta, q, sigma, rdp_steps),
     }
+}
+
+/// As [`steps_for_budget`], when the run also releases `extra` mechanisms (composed with the
+/// steps): the largest number of steps whose composition with them stays within the budget.
+pub fn steps_for_budget_with(
+    eps: f64,
+    delta: f64,
+    q: f64,
+    sigma: f64,
+    accountant: AccountantKind,
+    extra: &[Phase],
+) -> Result<u64> {
+    let alone = steps_for_budget(eps, delta, q, sigma, accountant)?;
+    if extra.is_empty() {
+        return Ok(alone);
+    }
+    // More mechanisms never lower ε: the answer lies in [0, alone].
+    let fits = |n: u64| -> Result<bool> {
+        let mut all = extra.to_vec();
+        if n > 0 {
+            all.insert(0, Phase::new(q, sigma, n)?);
+        }
+        Ok(epsilon(accountant, &all, delta)? <= eps)
+    };
+    if !fits(0)? {
+        return Ok(0);
+    }
+    let (mut lo, mut hi) = (0u64, alone.saturating_add(1));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 fn rdp_steps_for_budget(eps: f64, delta: f64, q: f64, sigma: f64) -> Result<u64> {

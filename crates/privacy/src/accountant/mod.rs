@@ -20,7 +20,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use calibrate::{calibrate_sigma, steps_for_budget, CALIBRATION_TOLERANCE};
+pub use calibrate::{
+    calibrate_sigma, calibrate_sigma_phases, steps_for_budget, steps_for_budget_with, CALIBRATION_TOLERANCE,
+};
 pub use prv::{prv_epsilon, PrvAccountant, PrvEpsilon, PrvOptions, DEFAULT_EPS_ERROR, MAX_PRV_GRID};
 pub use rdp::{default_orders, rdp_epsilon, rdp_subsampled_gaussian, RdpAccountant, RdpEpsilon, MAX_ORDER};
 
