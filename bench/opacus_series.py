@@ -3,9 +3,9 @@
 
 The same layers, sizes and input as privpkt's `series-cnn` on flow behaviour samples (30-packet series
 with 16 payload bytes per packet and the 94 flow statistics, each number spread over 16 piecewise-linear
-bins, each payload byte as 8 bits): three 3-wide Conv1d of 64 filters over the series, masked max and mean
-pooling, a dense branch on the first 10 packets' behaviour inputs, a dense branch on the statistics, dense
-128 with dropout 0.1, output. No BatchNorm (DP-SGD needs per-example gradients).
+bins, each payload byte as 8 bits): a 1-wide Conv1d of 64 filters (a packet embedding) and two 3-wide ones over
+the series, masked max and mean pooling, a dense branch on the first 10 packets' behaviour inputs, a dense branch
+on the statistics, dense 128 with dropout 0.1, output. No BatchNorm (DP-SGD needs per-example gradients).
 
 Measures samples/s at one batch size for
   * the non-private SGD step (forward + backward + update),
@@ -39,7 +39,7 @@ class SeriesCnn(nn.Module):
         self.packets = packets
         self.width = BEHAVIOUR + 8 * payload_bytes
         self.stats = stats * PLE_BINS
-        self.convs = nn.ModuleList([nn.Conv1d(self.width, 64, 3), nn.Conv1d(64, 64, 3), nn.Conv1d(64, 64, 3)])
+        self.convs = nn.ModuleList([nn.Conv1d(self.width, 64, 1), nn.Conv1d(64, 64, 3), nn.Conv1d(64, 64, 3)])
         self.first = nn.Linear(min(packets, FIRST) * BEHAVIOUR, 64)
         self.stat = nn.Linear(self.stats, 64) if stats else None
         self.fc = nn.Linear(64 * (4 if stats else 3), 128)
@@ -49,7 +49,7 @@ class SeriesCnn(nn.Module):
     def forward(self, x):
         b = x.shape[0]
         series = x[:, : self.packets * self.width].reshape(b, self.packets, self.width)
-        w = self.packets - 6
+        w = self.packets - 4
         mask = series[:, :w, 0].unsqueeze(1)  # [B, 1, W]
         h = series.transpose(1, 2)
         for c in self.convs:

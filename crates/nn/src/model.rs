@@ -256,10 +256,29 @@ pub(crate) fn dense(p: &[Tensor<1>], w: usize, x: Tensor<2>, mode: &mut Mode<'_>
     }
 }
 
+/// Sequences up to this length are unfolded by a selection product rather than by slices.
+const SELECT_MAX_LEN: usize = 128;
+
 /// Unfold `x` `[N, L, C]` into `[N, L_out, k·C]`: the k strided slices side by side.
 pub fn im2col1d(x: Tensor<3>, k: usize, stride: usize) -> Tensor<3> {
-    let [_, len, _] = x.dims();
+    let [n, len, c] = x.dims();
     let lout = conv_out(len, k, stride);
+    if k == 1 && stride == 1 {
+        return x;
+    }
+    if len <= SELECT_MAX_LEN {
+        // Short sequences (packet series): one batched product with a fixed 0/1 matrix whose
+        // row j·k + i picks input row j·stride + i. Its backward is one product too, where k
+        // strided slices and a concat cost k zero-filled copies of the input's gradient.
+        let mut sel = vec![0f32; lout * k * len];
+        for j in 0..lout {
+            for i in 0..k {
+                sel[(j * k + i) * len + j * stride + i] = 1.0;
+            }
+        }
+        let sel = Tensor::<3>::from_data(TensorData::new(sel, [1, lout * k, len]), &x.device().without_autodiff());
+        return sel.matmul(x).reshape([n, lout, k * c]);
+    }
     let cols: Vec<Tensor<3>> = (0..k)
         .map(|i| {
             let rows = Slice::new(

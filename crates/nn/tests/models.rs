@@ -74,7 +74,7 @@ fn defaults_and_input_checks() {
         stats: 94,
     };
     let e = Arch::SeriesCnn.check_input(&short).unwrap_err();
-    assert!(e.to_string().contains("at least 7 packets"), "{e}");
+    assert!(e.to_string().contains("at least 5 packets"), "{e}");
     assert!(Arch::Mlp.check_input(&short).is_ok());
     assert!(Arch::Mlp.check_input(&DP).is_err());
     assert!(Arch::Sae.check_input(&short).is_err());
@@ -121,9 +121,9 @@ fn parameter_counts_match_hand_computation() {
     );
     let mlp = (7024 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10);
     assert_eq!(Network::new(Arch::Mlp, beh, 10).unwrap().param_count(), mlp);
-    // series-cnn: conv 3·184→64, 3·64→64 twice; first 10 packets × 56 → 64; statistics 1504 → 64;
-    // fc (64 + 64 + 64 + 64) → 128; out 128 → 10.
-    let series = (3 * 184 * 64 + 64)
+    // series-cnn: conv 1·184→64 (the packet embedding), 3·64→64 twice; first 10 packets × 56 → 64;
+    // statistics 1504 → 64; fc (64 + 64 + 64 + 64) → 128; out 128 → 10.
+    let series = (184 * 64 + 64)
         + 2 * (3 * 64 * 64 + 64)
         + (10 * 56 * 64 + 64)
         + (1504 * 64 + 64)

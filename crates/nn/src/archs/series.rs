@@ -1,16 +1,17 @@
 //! The packet-series network: what a flow's first packets do, read by 1-D convolutions.
 //!
 //! Three branches meet in a small head:
-//! - **convolutions** over the series (each packet's behaviour channels and, for the hybrid,
-//!   its payload bytes): three 3-wide convolutions of 64 filters, then the maximum and the
-//!   mean over the windows that start inside the flow (masked, so a 3-packet flow and a
-//!   30-packet flow are pooled alike);
+//! - **convolutions** over the series: each packet's inputs (behaviour channels and, for the
+//!   hybrid, its payload bits) first projected to 64 values (a 1-wide convolution: a packet
+//!   embedding), then two 3-wide convolutions of 64 filters, then the maximum and the mean
+//!   over the windows that start inside the flow (masked, so a 3-packet flow and a 30-packet
+//!   flow are pooled alike);
 //! - **the first packets** ([`FIRST_PACKETS`]) in order, flattened: where a handshake's sizes
 //!   and directions sit matters, and pooling forgets positions;
 //! - **flow statistics**, when the samples carry them.
 //!
 //! Each branch ends in 64 ReLU units; then dense `fc` 128 (ReLU, dropout 0.1) → `out`.
-//! About 75 k parameters on 30-packet series with statistics: small, as DP-SGD wants.
+//! About 0.2 M parameters on 30-packet series with statistics: small, as DP-SGD wants.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Slice, Tensor};
@@ -22,9 +23,8 @@ use crate::model::{conv1d_im2col, dense, dropout, Mode, Network, ParamSpec};
 
 /// Filters of each convolution.
 const FILTERS: usize = 64;
-/// Width of each convolution (stride 1, no padding).
-const KERNEL: usize = 3;
-const CONVS: usize = 3;
+/// Widths of the convolutions (stride 1, no padding): a packet embedding, then two 3-wide.
+const KERNELS: [usize; 3] = [1, 3, 3];
 /// Packets of the flattened branch.
 pub const FIRST_PACKETS: usize = 10;
 /// Units at the end of each branch, and of the head.
@@ -50,14 +50,17 @@ fn layout(input: &InputSpec) -> (usize, usize, usize) {
     }
 }
 
+/// Packets a window of the last convolution spans.
+const SPAN: usize = 1 + (KERNELS[0] - 1) + (KERNELS[1] - 1) + (KERNELS[2] - 1);
+
 /// Windows left after the convolutions.
 fn windows(packets: usize) -> usize {
-    packets - CONVS * (KERNEL - 1)
+    packets + 1 - SPAN
 }
 
 impl Architecture for SeriesCnn {
     fn check_input(&self, input: &InputSpec) -> Result<()> {
-        let min = CONVS * (KERNEL - 1) + 1;
+        let min = SPAN;
         match *input {
             InputSpec::Behaviour { packets, .. } if packets >= min => Ok(()),
             InputSpec::Behaviour { packets, .. } => Err(NnError::Incompatible(format!(
@@ -77,8 +80,8 @@ impl Architecture for SeriesCnn {
         let (packets, channels, stats) = layout(input);
         let mut v = Vec::new();
         let mut cin = channels;
-        for i in 0..CONVS {
-            dense_specs(&mut v, &format!("conv{}", i + 1), KERNEL * cin, FILTERS);
+        for (i, k) in KERNELS.into_iter().enumerate() {
+            dense_specs(&mut v, &format!("conv{}", i + 1), k * cin, FILTERS);
             cin = FILTERS;
         }
         dense_specs(&mut v, "first", packets.min(FIRST_PACKETS) * PACKET_BEHAVIOUR, BRANCH);
@@ -107,8 +110,8 @@ impl Architecture for SeriesCnn {
             .slice([Slice::from(..), Slice::from(..w), Slice::from(..1)])
             .detach();
         let mut h = series.clone();
-        for i in 0..CONVS {
-            h = relu(conv1d_im2col(p, 2 * i, h, KERNEL, 1, mode));
+        for (i, k) in KERNELS.into_iter().enumerate() {
+            h = relu(conv1d_im2col(p, 2 * i, h, k, 1, mode));
         }
         let h = h * mask.clone();
         let max = h.clone().max_dim(1).reshape([n, FILTERS]);
@@ -118,7 +121,7 @@ impl Architecture for SeriesCnn {
         let first = series
             .slice([Slice::from(..), Slice::from(..first_n), Slice::from(..PACKET_BEHAVIOUR)])
             .reshape([n, first_n * PACKET_BEHAVIOUR]);
-        let mut next = 2 * CONVS;
+        let mut next = 2 * KERNELS.len();
         let first = relu(dense(p, next, first, mode));
         next += 2;
         let mut parts = vec![max, mean, first];
