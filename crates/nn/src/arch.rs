@@ -161,6 +161,18 @@ impl InputSpec {
         }
     }
 
+    /// Series packets, payload bytes per packet and statistics of a behaviour input.
+    pub fn behaviour_layout(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            InputSpec::Behaviour {
+                packets,
+                payload_bytes,
+                stats,
+            } => Some((packets, payload_bytes, stats)),
+            _ => None,
+        }
+    }
+
     /// The input of behaviour samples made with `b`.
     pub fn of_behaviour(b: &BehaviourConfig) -> InputSpec {
         InputSpec::Behaviour {

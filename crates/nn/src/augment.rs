@@ -75,12 +75,7 @@ impl Augment {
     /// Write a view of the raw behaviour sample `raw` into `out` (same length).
     pub fn view<R: Rng>(&self, input: &InputSpec, raw: &[f32], out: &mut [f32], rng: &mut R) {
         out.copy_from_slice(raw);
-        let InputSpec::Behaviour {
-            packets,
-            payload_bytes,
-            stats,
-        } = *input
-        else {
+        let Some((packets, payload_bytes, stats)) = input.behaviour_layout() else {
             return;
         };
         let c = SERIES_CHANNELS + payload_bytes;

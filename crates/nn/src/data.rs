@@ -360,12 +360,7 @@ impl RawBatch<'_> {
 /// [`crate::Scaling::Behaviour`]: each raw value by the fixed transform of its kind, numbers
 /// spread over piecewise-linear bins, payload bytes as bits. `out` has `input.features()` values.
 pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
-    let InputSpec::Behaviour {
-        packets,
-        payload_bytes,
-        stats,
-    } = *input
-    else {
+    let Some((packets, payload_bytes, stats)) = input.behaviour_layout() else {
         return;
     };
     let channels = SERIES_CHANNELS + payload_bytes;

@@ -373,11 +373,7 @@ pub fn local_epochs(
     seed: u64,
     prox: Option<(&[Vec<f32>], f64)>,
 ) -> Result<(f64, usize)> {
-    let frozen = trainable(cfg.init.as_ref(), &params.specs)?
-        .iter()
-        .map(|t| !t)
-        .collect();
-    let mut opt = OptimState::new(cfg.optimizer, params).with_frozen(frozen);
+    let mut opt = optimizer_for(cfg, params)?;
     let raw = samples.raw();
     let features = net.input.features();
     let (mut loss_sum, mut seen) = (0.0, 0usize);
@@ -404,6 +400,15 @@ pub fn local_epochs(
         }
     }
     Ok((loss_sum / seen.max(1) as f64, seen))
+}
+
+/// A fresh optimizer for `params` that leaves the layers `cfg` keeps from a pre-trained model.
+fn optimizer_for(cfg: &TrainConfig, params: &Params) -> Result<OptimState> {
+    let frozen = trainable(cfg.init.as_ref(), &params.specs)?
+        .iter()
+        .map(|t| !t)
+        .collect();
+    Ok(OptimState::new(cfg.optimizer, params).with_frozen(frozen))
 }
 
 /// The scaled inputs of batch `b` of epoch `e`: augmented views when the run augments.
@@ -492,11 +497,7 @@ pub fn local_dp_epochs(
     seed: u64,
     dp: &mut LocalDp,
 ) -> Result<(f64, usize)> {
-    let frozen = trainable(cfg.init.as_ref(), &params.specs)?
-        .iter()
-        .map(|t| !t)
-        .collect();
-    let mut opt = OptimState::new(cfg.optimizer, params).with_frozen(frozen);
+    let mut opt = optimizer_for(cfg, params)?;
     let raw = samples.raw();
     let (mut loss_sum, mut seen) = (0.0, 0usize);
     'epochs: for e in 0..epochs {
@@ -923,11 +924,7 @@ pub fn train_samples(
         } else if cfg.arch == Arch::Sae && cfg.sae_pretrain_epochs > 0 {
             pretrain_sae(&net, &mut params, train_set, cfg, progress);
         }
-        let frozen = trainable(cfg.init.as_ref(), &params.specs)?
-            .iter()
-            .map(|t| !t)
-            .collect();
-        let opt = OptimState::new(cfg.optimizer, &params).with_frozen(frozen);
+        let opt = optimizer_for(cfg, &params)?;
         let st = State {
             meta: CheckpointMeta {
                 format: CHECKPOINT_FORMAT.into(),

@@ -4,10 +4,10 @@
 
 use burn::tensor::Tensor;
 
-use super::{behaviour_input, dense_specs, Architecture};
+use super::{behaviour_input, dense_stack, dense_stack_specs, Architecture};
 use crate::arch::{Arch, InputSpec};
 use crate::error::Result;
-use crate::model::{dense, Mode, Network, ParamSpec};
+use crate::model::{Mode, Network, ParamSpec};
 
 /// `softmax(x·W + b)`.
 pub struct Logistic;
@@ -18,12 +18,10 @@ impl Architecture for Logistic {
     }
 
     fn param_specs(&self, input: &InputSpec, classes: usize) -> Vec<ParamSpec> {
-        let mut v = Vec::new();
-        dense_specs(&mut v, "out", input.features(), classes);
-        v
+        dense_stack_specs("fc", input.features(), &[], classes)
     }
 
     fn forward(&self, _: &Network, p: &[Tensor<1>], x: Tensor<2>, mode: &mut Mode<'_>) -> Tensor<2> {
-        dense(p, 0, x, mode)
+        dense_stack(p, x, 0, 0.0, mode)
     }
 }

@@ -59,6 +59,31 @@ pub fn of(arch: Arch) -> &'static dyn Architecture {
     }
 }
 
+/// A stack of dense layers `<prefix>1..` of `widths` on `din` inputs, then `out` for `classes`.
+pub(crate) fn dense_stack_specs(prefix: &str, din: usize, widths: &[usize], classes: usize) -> Vec<ParamSpec> {
+    let mut v = Vec::new();
+    let mut din = din;
+    for (i, &d) in widths.iter().enumerate() {
+        dense_specs(&mut v, &format!("{prefix}{}", i + 1), din, d);
+        din = d;
+    }
+    dense_specs(&mut v, "out", din, classes);
+    v
+}
+
+/// The forward pass of [`dense_stack_specs`]: dense → ReLU → dropout per hidden layer, then `out`.
+pub(crate) fn dense_stack(p: &[Tensor<1>], x: Tensor<2>, layers: usize, rate: f64, mode: &mut Mode<'_>) -> Tensor<2> {
+    let mut h = x;
+    for i in 0..layers {
+        h = crate::model::dropout(
+            burn::tensor::activation::relu(crate::model::dense(p, 2 * i, h, mode)),
+            rate,
+            mode,
+        );
+    }
+    crate::model::dense(p, 2 * layers, h, mode)
+}
+
 /// `<name>.weight` `[din, dout]` and `<name>.bias` `[dout]` of a dense layer.
 pub(crate) fn dense_specs(v: &mut Vec<ParamSpec>, name: &str, din: usize, dout: usize) {
     v.push(ParamSpec::new(&format!("{name}.weight"), vec![din, dout], din));

@@ -40,14 +40,11 @@ const PACKET_BEHAVIOUR: usize = PLAIN_CHANNELS + BINNED_CHANNELS * PLE_BINS;
 
 /// Series length, encoded inputs per packet and encoded statistics of a behaviour input.
 fn layout(input: &InputSpec) -> (usize, usize, usize) {
-    match *input {
-        InputSpec::Behaviour {
-            packets,
-            payload_bytes,
-            stats,
-        } => (packets, encoded_packet_width(payload_bytes), stats * PLE_BINS),
-        _ => (0, 0, 0),
-    }
+    input
+        .behaviour_layout()
+        .map_or((0, 0, 0), |(packets, payload_bytes, stats)| {
+            (packets, encoded_packet_width(payload_bytes), stats * PLE_BINS)
+        })
 }
 
 /// Packets a window of the last convolution spans.

@@ -155,7 +155,11 @@ pub fn steps_for_budget_with(
     if !fits(0)? {
         return Ok(0);
     }
-    let (mut lo, mut hi) = (0u64, alone.saturating_add(1));
+    last_fitting(0, alone.saturating_add(1), &fits)
+}
+
+/// The largest n in [lo, hi) with `fits(n)`, given `fits(lo)` and not `fits(hi)` (bisection).
+fn last_fitting(mut lo: u64, mut hi: u64, fits: &dyn Fn(u64) -> Result<bool>) -> Result<u64> {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if fits(mid)? {
@@ -181,16 +185,7 @@ fn rdp_steps_for_budget(eps: f64, delta: f64, q: f64, sigma: f64) -> Result<u64>
             PrivacyError::Unreachable(format!("the budget epsilon = {eps} is not spent within 2^53 steps"))
         })?;
     }
-    // Invariant: fits(lo), !fits(hi).
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid)? {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
+    last_fitting(lo, hi, &fits)
 }
 
 fn prv_steps_for_budget(eps: f64, delta: f64, q: f64, sigma: f64, rdp_steps: u64) -> Result<u64> {
