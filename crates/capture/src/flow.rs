@@ -31,6 +31,25 @@ impl Default for FlowConfig {
     }
 }
 
+impl FlowConfig {
+    /// Timeouts must be numbers of seconds > 0: an infinite or NaN one could not be written to a
+    /// manifest and read back.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("idle timeout", self.idle_timeout),
+            ("active timeout", self.active_timeout),
+            ("closed-connection linger", self.closed_linger),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!(
+                    "the flow {name} must be a finite number of seconds > 0, got {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One side of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Endpoint {

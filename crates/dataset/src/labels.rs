@@ -150,6 +150,8 @@ pub struct FlowLabels {
     map: HashMap<(String, FlowKey), String>,
     /// Keys whose rows disagree: left unlabelled.
     pub conflicts: u64,
+    /// The labels that disagreed, as (first label, other label) → keys.
+    pub conflict_pairs: std::collections::BTreeMap<(String, String), u64>,
     pub rows: u64,
     /// Rows with an empty label value (e.g. flows not chosen for a label set).
     pub empty: u64,
@@ -237,6 +239,7 @@ impl FlowLabels {
             }
             match out.map.get(&k) {
                 Some(old) if *old != label => {
+                    *out.conflict_pairs.entry((old.clone(), label.clone())).or_default() += 1;
                     out.map.remove(&k);
                     conflicted.insert(k);
                     out.conflicts += 1;
@@ -258,14 +261,37 @@ impl FlowLabels {
         Ok(out)
     }
 
-    /// A warning for the manifest about rows that could not be used, if any.
-    pub fn warning(&self, path: &Path) -> Option<String> {
-        let (line, msg) = self.first_bad.as_ref()?;
-        Some(format!(
-            "{}: {} row(s) skipped, first at line {line}: {msg}",
-            path.display(),
-            self.bad_rows
-        ))
+    /// Warnings for the manifest: rows that could not be used, flows whose rows disagree, and
+    /// a file without a `file` column (its rows then label the same endpoints in every capture).
+    pub fn warnings(&self, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((line, msg)) = &self.first_bad {
+            out.push(format!(
+                "{}: {} row(s) skipped, first at line {line}: {msg}",
+                path.display(),
+                self.bad_rows
+            ));
+        }
+        if self.conflicts > 0 {
+            let pairs: Vec<String> = self
+                .conflict_pairs
+                .iter()
+                .map(|((a, b), n)| format!("`{a}` against `{b}`: {n}"))
+                .collect();
+            out.push(format!(
+                "{}: {} flow(s) have rows with different labels and are left unlabelled ({})",
+                path.display(),
+                self.conflicts,
+                pairs.join(", ")
+            ));
+        }
+        if !self.has_file {
+            out.push(format!(
+                "{}: no `file` column: each row labels its flow in every capture that has the same endpoints",
+                path.display()
+            ));
+        }
+        out
     }
 
     pub fn get(&self, capture: &Path, key: &FlowKey) -> Option<&str> {
@@ -544,6 +570,13 @@ mod tests {
         let l = FlowLabels::load(&p, &"category+vpn".parse().unwrap()).unwrap();
         assert_eq!(l.conflicts, 1);
         assert_eq!(l.empty, 1);
+        // The conflict is reported with its labels and count; a `file` column was given.
+        let w = l.warnings(&p);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("1 flow(s)") && w[0].contains("`chat` against `video`: 1"),
+            "{w:?}"
+        );
         let k = FlowKey::new(
             L4::Tcp,
             parse_endpoint("1.2.3.4:443").unwrap(),
@@ -588,8 +621,10 @@ mod tests {
         .unwrap();
         let l = FlowLabels::load(&p, &"c".parse().unwrap()).unwrap();
         assert_eq!((l.len(), l.bad_rows), (1, 1));
-        let w = l.warning(&p).unwrap();
-        assert!(w.contains("line 3") && w.contains("302e::3d00::8001"), "{w}");
+        let w = l.warnings(&p);
+        assert!(w[0].contains("line 3") && w[0].contains("302e::3d00::8001"), "{w:?}");
+        // No `file` column: said, since the rows then label every capture's matching flows.
+        assert!(w.iter().any(|w| w.contains("no `file` column")), "{w:?}");
     }
 
     #[test]

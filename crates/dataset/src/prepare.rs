@@ -97,14 +97,26 @@ pub struct PrepareOutcome {
     pub reports: Vec<FileReport>,
 }
 
+/// The captures found under some inputs, and what was passed over on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Captures {
+    pub files: Vec<PathBuf>,
+    /// One line per thing not read, with the reason (a file reached twice, a symbolic-link
+    /// loop, a file that cannot be opened): for the manifest's warnings.
+    pub notes: Vec<String>,
+}
+
 /// Regular files under `inputs` (directories recursively, sorted) whose first bytes are a
 /// pcap or pcapng magic; files named explicitly are kept whatever they hold, so a wrong one is
-/// reported rather than silently ignored.
-pub fn collect_captures(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError> {
-    fn is_capture(p: &Path) -> bool {
+/// reported rather than silently ignored. Every directory and file is visited once, however
+/// many paths (symbolic links, an input inside another) lead to it, so a link loop ends and a
+/// capture is never read twice.
+pub fn collect_captures(inputs: &[PathBuf]) -> Result<Captures, PrepareError> {
+    fn is_capture(p: &Path) -> std::io::Result<bool> {
         let mut m = [0u8; 4];
-        File::open(p).and_then(|mut f| f.read_exact(&mut m)).is_ok()
-            && matches!(
+        let mut f = File::open(p)?;
+        match f.read_exact(&mut m) {
+            Ok(()) => Ok(matches!(
                 m,
                 [0x0a, 0x0d, 0x0d, 0x0a]
                     | [0xd4, 0xc3, 0xb2, 0xa1]
@@ -113,29 +125,79 @@ pub fn collect_captures(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError
                     | [0xa1, 0xb2, 0x3c, 0x4d]
                     | [0x34, 0xcd, 0xb2, 0xa1]
                     | [0xa1, 0xb2, 0xcd, 0x34]
-            )
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
     }
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PrepareError> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if p.is_file() && is_capture(&p) {
-                out.push(p);
+    struct Walk {
+        seen: HashSet<FileId>,
+        out: Captures,
+    }
+    impl Walk {
+        /// False (with a note) when `p` was reached before.
+        fn first_visit(&mut self, p: &Path, what: &str) -> bool {
+            match file_id(p) {
+                Some(id) if self.seen.contains(&id) => {
+                    self.out.notes.push(format!(
+                        "{}: {what} reached again (a link or a repeated input): read once",
+                        p.display()
+                    ));
+                    false
+                }
+                Some(id) => {
+                    self.seen.insert(id);
+                    true
+                }
+                None => true,
             }
         }
-        Ok(())
+
+        fn dir(&mut self, dir: &Path) -> Result<(), PrepareError> {
+            if !self.first_visit(dir, "directory") {
+                return Ok(());
+            }
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(io_err(dir))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            for p in entries {
+                if p.is_dir() {
+                    self.dir(&p)?;
+                } else if p.is_file() {
+                    match is_capture(&p) {
+                        Ok(true) => {
+                            if self.first_visit(&p, "capture") {
+                                self.out.files.push(p);
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => self
+                            .out
+                            .notes
+                            .push(format!("{}: cannot be read ({e}): skipped", p.display())),
+                    }
+                } else if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                    self.out
+                        .notes
+                        .push(format!("{}: a link to nothing: skipped", p.display()));
+                }
+            }
+            Ok(())
+        }
     }
-    let mut out = Vec::new();
+    let mut w = Walk {
+        seen: HashSet::new(),
+        out: Captures::default(),
+    };
     for i in inputs {
         if i.is_dir() {
-            walk(i, &mut out)?;
+            w.dir(i)?;
         } else if i.is_file() {
-            out.push(i.clone());
+            if w.first_visit(i, "capture") {
+                w.out.files.push(i.clone());
+            }
         } else {
             return Err(PrepareError::Input {
                 path: i.clone(),
@@ -143,7 +205,7 @@ pub fn collect_captures(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError
             });
         }
     }
-    if out.is_empty() {
+    if w.out.files.is_empty() {
         return Err(PrepareError::Config(format!(
             "no pcap/pcapng files found in {}",
             inputs
@@ -153,7 +215,28 @@ pub fn collect_captures(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError
                 .join(", ")
         )));
     }
-    Ok(out)
+    Ok(w.out)
+}
+
+/// What makes two paths the same file: (device, inode) on Unix, the canonical path elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FileId {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    #[cfg(not(unix))]
+    Path(PathBuf),
+}
+
+fn file_id(p: &Path) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| FileId::Inode(m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::canonicalize(p).ok().map(FileId::Path)
+    }
 }
 
 /// Every class name the label source can produce, after the class map.
@@ -467,13 +550,10 @@ fn extract_one(
 pub fn prepare(cfg: &PrepareConfig, progress: &(dyn Fn(Progress<'_>) + Sync)) -> Result<PrepareOutcome, PrepareError> {
     cfg.split.validate().map_err(PrepareError::Config)?;
     cfg.extract.repr.validate().map_err(PrepareError::Config)?;
-    if cfg.out.exists() && !cfg.force {
-        return Err(PrepareError::Input {
-            path: cfg.out.clone(),
-            msg: "already exists (use --force to replace it)".into(),
-        });
-    }
-    let files = collect_captures(&cfg.inputs)?;
+    cfg.extract.flow.validate().map_err(PrepareError::Config)?;
+    check_out(&cfg.out, &cfg.inputs, cfg.force)?;
+    let found = collect_captures(&cfg.inputs)?;
+    let files = found.files;
     let total_bytes: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
     progress(Progress::Start {
         files: files.len(),
@@ -498,16 +578,86 @@ pub fn prepare(cfg: &PrepareConfig, progress: &(dyn Fn(Progress<'_>) + Sync)) ->
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     std::fs::create_dir_all(tmp.join("parts")).map_err(io_err(&tmp))?;
-    let result = build(cfg, &files, &tmp, progress);
+    let result = build(cfg, &files, &found.notes, &tmp, progress);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
     }
     if cfg.out.exists() {
+        // Checked again: the folder may have changed while the captures were read.
+        check_out(&cfg.out, &cfg.inputs, cfg.force)?;
         std::fs::remove_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
     }
     std::fs::rename(&tmp, &cfg.out).map_err(io_err(&cfg.out))?;
     result
+}
+
+/// What a dataset folder holds: `--force` replaces a folder of these names only.
+const DATASET_ENTRIES: [&str; 9] = [
+    "manifest.json",
+    "index.csv",
+    "flows.csv",
+    "report.json",
+    "shards",
+    "parts",
+    "flowpic_indptr.npy",
+    "flowpic_bins.npy",
+    "flowpic_counts.npy",
+];
+
+/// Whether a dataset may be written at `out`: a new path, or (with `force`) a privpkt dataset
+/// and nothing else. Never a file, a folder holding other files, or one an input lies in: a
+/// mistyped `--out` must not delete what the user had.
+pub fn check_out(out: &Path, inputs: &[PathBuf], force: bool) -> Result<(), PrepareError> {
+    let refuse = |msg: String| {
+        Err(PrepareError::Input {
+            path: out.to_path_buf(),
+            msg,
+        })
+    };
+    if !out.exists() {
+        if std::fs::symlink_metadata(out).is_ok() {
+            return refuse("is a link to nothing: give another --out".into());
+        }
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return refuse("is a file, not a dataset folder: give another --out".into());
+    }
+    let canon = std::fs::canonicalize(out).map_err(io_err(out))?;
+    for i in inputs {
+        if std::fs::canonicalize(i).is_ok_and(|c| c.starts_with(&canon)) {
+            return refuse(format!(
+                "holds the input {}: replacing it would delete the captures; give another --out",
+                i.display()
+            ));
+        }
+    }
+    if !force {
+        return refuse("already exists (--force replaces it if it is a privpkt dataset)".into());
+    }
+    let manifest = out.join("manifest.json");
+    let is_dataset = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["format"] == FORMAT);
+    if !is_dataset {
+        return refuse("is not a privpkt dataset (no manifest.json of one): --force replaces only a dataset".into());
+    }
+    let mut other: Vec<String> = std::fs::read_dir(out)
+        .map_err(io_err(out))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !DATASET_ENTRIES.contains(&n.as_str()))
+        .collect();
+    if !other.is_empty() {
+        other.sort();
+        return refuse(format!(
+            "holds files that are not part of the dataset ({}): move them away first, or give another --out",
+            other.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Remove `.NAME.partial-PID` directories left by runs that were killed (their PID is gone).
@@ -527,6 +677,7 @@ fn remove_stale_partials(parent: &Path, name: &str) {
 fn build(
     cfg: &PrepareConfig,
     files: &[PathBuf],
+    notes: &[String],
     tmp: &Path,
     progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<PrepareOutcome, PrepareError> {
@@ -571,7 +722,7 @@ fn build(
     let dense_row = (!sparse).then_some((dtype, row_shape.as_slice()));
 
     // 1. extract, in parallel, order kept by collect
-    let results: Vec<FileResult> = files
+    let all_results: Vec<FileResult> = files
         .par_iter()
         .enumerate()
         .map(|(i, f)| {
@@ -593,6 +744,30 @@ fn build(
             r
         })
         .collect::<Result<_, _>>()?;
+    // The same bytes under two names (a backup copy, a capture given twice): read once, or its
+    // flows would sit in train and test alike.
+    let mut first_of: HashMap<String, PathBuf> = HashMap::new();
+    let mut duplicates = Vec::new();
+    let mut results: Vec<FileResult> = Vec::with_capacity(all_results.len());
+    for r in all_results {
+        match first_of.get(&r.sha256) {
+            Some(first) => {
+                duplicates.push(format!(
+                    "{}: the same content as {} (sha256 {}): skipped",
+                    r.path.display(),
+                    first.display(),
+                    &r.sha256[..16]
+                ));
+                for f in [&r.part, &r.rows_path] {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+            None => {
+                first_of.insert(r.sha256.clone(), r.path.clone());
+                results.push(r);
+            }
+        }
+    }
 
     // 2. classes, splits (per group), undersampling (per class): memory per flow, not per sample
     progress(Progress::Phase("splitting"));
@@ -610,10 +785,44 @@ fn build(
         .map(|(c, _)| c.clone())
         .collect();
     if cand_counts.iter().all(|&n| n == 0) {
+        // Say first what could not be read at all: a wrong file is not a labelling problem.
+        let unreadable: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.report.as_ref().err().map(|e| format!("{}: {e}", r.path.display())))
+            .collect();
+        if unreadable.len() == results.len() {
+            return Err(PrepareError::Config(if unreadable.len() == 1 {
+                unreadable[0].clone()
+            } else {
+                format!(
+                    "none of the {} inputs could be read: {}",
+                    unreadable.len(),
+                    unreadable.join("; ")
+                )
+            }));
+        }
         return Err(PrepareError::Config(format!(
-            "no labelled samples: none of the {} captures' flows matched the labels ({} classes known)",
-            files.len(),
-            cand_list.len()
+            "no labelled samples: none of the {} captures' flows matched the labels ({} classes known){}",
+            results.len(),
+            cand_list.len(),
+            if unreadable.is_empty() {
+                String::new()
+            } else {
+                format!("; {} could not be read: {}", unreadable.len(), unreadable.join("; "))
+            }
+        )));
+    }
+    if !fixed && classes.len() < 2 {
+        let conflicts = match &cfg.labels {
+            LabelSource::Flows(f) if f.conflicts > 0 => format!(
+                "; {} flow(s) were left unlabelled because their label rows disagree",
+                f.conflicts
+            ),
+            _ => String::new(),
+        };
+        return Err(PrepareError::Config(format!(
+            "only one class has samples ({}): a classifier needs at least two{conflicts}",
+            classes.join(", ")
         )));
     }
     let remap: Vec<u32> = {
@@ -668,7 +877,7 @@ fn build(
         );
     }
     if let (LabelSource::Flows(f), Some(file)) = (&cfg.labels, &cfg.label_spec.file) {
-        warnings.extend(f.warning(Path::new(file)));
+        warnings.extend(f.warnings(Path::new(file)));
     }
     if !outside.is_empty() {
         warnings.push(format!(
@@ -676,10 +885,11 @@ fn build(
             outside.join(", ")
         ));
     }
-    let absent: Vec<&str> = classes
+    // Over the candidate list, whose counts these are (`classes` drops the empty ones unless fixed).
+    let absent: Vec<&str> = cand_list
         .iter()
         .zip(&cand_counts)
-        .filter(|(_, &n)| n == 0)
+        .filter(|(_, &n)| n == 0 && fixed)
         .map(|(c, _)| c.as_str())
         .collect();
     if !absent.is_empty() {
@@ -961,6 +1171,8 @@ fn build(
             warnings.push(format!("{}: skipped: {e}", r.path));
         }
     }
+    warnings.extend(notes.iter().cloned());
+    warnings.extend(duplicates);
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,

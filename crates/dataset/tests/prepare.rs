@@ -296,6 +296,8 @@ fn flowpic_histograms_match_a_hand_computation() {
         });
         let mut cfg = config(vec![cap.clone()], out.clone(), labels, repr);
         cfg.extract.max_per_flow = 0;
+        // One labelled class in this capture: a fixed list makes it a (two-class) dataset.
+        cfg.classes = Some(vec!["x".into(), "y".into()]);
         prepare(&cfg, &|_| {}).unwrap();
         let ds = Dataset::open(&out).unwrap();
         let index = ds.read_index().unwrap();

@@ -23,8 +23,8 @@ use burn::tensor::{Tensor, TensorData};
 use privpkt_privacy::noise::streams_needed;
 use privpkt_privacy::perex::{clipped_sum, unit_norms, LayerPair};
 use privpkt_privacy::{
-    calibrate_sigma_phases, clip_factors, epsilon, privacy_report, run_keys, steps_for_budget_with, AccountantKind,
-    NoiseGenerator, Phase,
+    calibrate_sigma_phases, clip_factors, epsilon, run_keys, steps_for_budget_with, AccountantKind, NoiseGenerator,
+    Phase,
 };
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -672,18 +672,36 @@ impl DpRun {
     }
 
     /// ε of the run after `steps` steps by both accountants.
+    /// The recorded view of the accountant the run does not use is informative only: when it
+    /// cannot be computed (PRV's grid for extreme settings) it is recorded as unavailable, with
+    /// the reason, rather than losing the trained model.
     fn both_accountants(&self, steps: u64) -> Result<serde_json::Value> {
+        let unavailable = |e: privpkt_privacy::PrivacyError| serde_json::json!({ "unavailable": e.to_string() });
         if self.prior.is_none() {
-            return serde_json::to_value(
-                privacy_report(self.q, self.sigma, steps, self.cfg.delta).map_err(privacy_err)?,
-            )
-            .map_err(|e| NnError::Config(e.to_string()));
+            let one = |k| {
+                privpkt_privacy::PrivacySummary::compute(k, self.q, self.sigma, steps, self.cfg.delta)
+                    .map(|s| serde_json::to_value(s).unwrap_or_default())
+            };
+            let mut out = serde_json::Map::new();
+            for k in [AccountantKind::Rdp, AccountantKind::Prv] {
+                let v = match one(k) {
+                    Ok(v) => v,
+                    Err(e) if k != self.cfg.accountant => unavailable(e),
+                    Err(e) => return Err(privacy_err(e)),
+                };
+                out.insert(k.as_str().to_string(), v);
+            }
+            return Ok(serde_json::Value::Object(out));
         }
         let phases = self.phases(steps);
-        let of = |k| epsilon(k, &phases, self.cfg.delta).map_err(privacy_err);
+        let of = |k| match epsilon(k, &phases, self.cfg.delta) {
+            Ok(e) => Ok(serde_json::json!({ "epsilon": e })),
+            Err(e) if k != self.cfg.accountant => Ok(unavailable(e)),
+            Err(e) => Err(privacy_err(e)),
+        };
         Ok(serde_json::json!({
-            "rdp": {"epsilon": of(AccountantKind::Rdp)?},
-            "prv": {"epsilon": of(AccountantKind::Prv)?},
+            "rdp": of(AccountantKind::Rdp)?,
+            "prv": of(AccountantKind::Prv)?,
             "phases": phases.iter().map(|p| serde_json::json!({"q": p.q, "sigma": p.sigma, "steps": p.steps}))
                 .collect::<Vec<_>>(),
         }))

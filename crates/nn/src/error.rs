@@ -27,6 +27,9 @@ pub enum NnError {
     /// Bad data in a dataset (unknown label, sample count, ...).
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
+    /// Weights that are not numbers any more.
+    #[error("{0}")]
+    Diverged(String),
 }
 
 pub type Result<T, E = NnError> = std::result::Result<T, E>;

@@ -29,7 +29,8 @@ pub use dp::{DpConfig, PrivacyUnit};
 pub use error::{NnError, Result};
 pub use model::{ConvImpl, Network, ParamSpec, Params};
 pub use modelfile::{
-    check_compatible, load_model, manifest_sha256, preprocessing_differences, save_model, LoadedModel, Model, ModelMeta,
+    check_compatible, check_out, load_model, manifest_sha256, preprocessing_differences, save_model, LoadedModel,
+    Model, ModelMeta,
 };
 pub use optim::{OptimState, Optimizer};
 pub use train::{

@@ -124,6 +124,16 @@ impl Model {
                 meta.classes.len()
             )));
         }
+        // A diverged run's weights: never a model (it would predict NaN, or one class).
+        for (s, v) in params.specs.iter().zip(&params.values) {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(NnError::Diverged(format!(
+                    "tensor {} holds a non-finite value ({} at {i}): training diverged (lower the learning rate); \
+                     no model is made of it",
+                    s.name, v[i]
+                )));
+            }
+        }
         Ok(Model { meta, net, params })
     }
 
@@ -184,6 +194,44 @@ pub fn manifest_sha256(ds: &Dataset) -> Result<String> {
     let p = ds.dir.join("manifest.json");
     let bytes = std::fs::read(&p).map_err(io_err(&p))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Whether a model may be written at `path`: a new path, or (with `force`) a privpkt model
+/// file. Never a folder or another file: a mistyped `--out` must not replace what the user had.
+pub fn check_out(path: &Path, force: bool) -> Result<()> {
+    let refuse = |msg: &str| Err(NnError::Config(format!("{}: {msg}", path.display())));
+    if !path.exists() {
+        return Ok(());
+    }
+    if path.is_dir() {
+        return refuse("is a folder: give the model file to write");
+    }
+    if !force {
+        return refuse("already exists (--force replaces it if it is a privpkt model file)");
+    }
+    if !is_model_file(path) {
+        return refuse("is not a privpkt model file: --force replaces only a model");
+    }
+    Ok(())
+}
+
+/// A safetensors file whose header carries privpkt's metadata (read without the weights).
+fn is_model_file(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut len = [0u8; 8];
+    if f.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let n = u64::from_le_bytes(len);
+    if n > 100 << 20 {
+        return false;
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).is_ok()
+        && serde_json::from_slice::<serde_json::Value>(&header).is_ok_and(|h| h["__metadata__"][META_KEY].is_string())
 }
 
 /// Write `model` to `path` (atomically: a temporary sibling renamed into place).

@@ -28,6 +28,9 @@ use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT, MOD
 use crate::optim::{OptimState, Optimizer};
 use crate::tensors::{self, NamedTensor};
 
+/// Largest learning rate accepted: beyond it every network diverges at the first step.
+pub const MAX_LR: f64 = 1e3;
+
 /// File name of the checkpoint in the work directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const CHECKPOINT_FORMAT: &str = "privpkt-checkpoint";
@@ -124,8 +127,11 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(NnError::Config(m.to_string()));
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("the learning rate must be > 0");
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            return Err(NnError::Config(format!(
+                "the learning rate must be a number in (0, {MAX_LR}], got {}",
+                self.lr
+            )));
         }
         if self.epochs == 0 {
             return bad("epochs must be ≥ 1");

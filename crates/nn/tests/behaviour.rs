@@ -185,6 +185,14 @@ fn bad_behaviour_input_is_refused_with_the_reason() {
     }
     let e = check_compatible(out.model.meta(), &m).unwrap_err();
     assert!(e.to_string().contains("20-packet series"), "{e}");
+    // Weights that are not numbers never make a model (a diverged run writes nothing).
+    let mut params = out.model.params().clone();
+    params.values[0][0] = f32::NAN;
+    let e = Model::new(out.model.meta().clone(), params).unwrap_err();
+    assert!(
+        e.to_string().contains("non-finite") && e.to_string().contains("fc1.weight"),
+        "{e}"
+    );
     // Augmentation is for behaviour samples only.
     let dpds = write_dataset(&d.path().join("dp"), Kind::DeepPacket, 2, 20, 1);
     let c = TrainConfig {

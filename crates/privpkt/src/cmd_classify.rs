@@ -177,7 +177,11 @@ pub fn classify(
     batch: usize,
     with_probs: bool,
 ) -> Result<(Vec<FlowPrediction>, u64)> {
-    let files = collect_captures(inputs)?;
+    let found = collect_captures(inputs)?;
+    for n in &found.notes {
+        eprintln!("warning: {n}");
+    }
+    let files = found.files;
     let meta = model.meta();
     let resolution = match meta.extract.repr {
         Representation::FlowPic(fp) => fp.resolution as usize,
@@ -185,6 +189,7 @@ pub fn classify(
     };
     let mut out = Vec::new();
     let mut packets = 0u64;
+    let mut unreadable = Vec::new();
     for f in &files {
         let mut c = Classifier {
             model,
@@ -201,6 +206,7 @@ pub fn classify(
             Ok(r) => r,
             Err(e) => {
                 eprintln!("warning: {e}");
+                unreadable.push(e.to_string());
                 continue;
             }
         };
@@ -241,6 +247,13 @@ pub fn classify(
                 }),
             });
         }
+    }
+    if unreadable.len() == files.len() {
+        anyhow::bail!(
+            "none of the {} inputs could be read as a capture: {}",
+            files.len(),
+            unreadable.join("; ")
+        );
     }
     Ok((out, packets))
 }

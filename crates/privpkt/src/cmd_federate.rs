@@ -70,6 +70,9 @@ pub struct FederateArgs {
     /// Print a JSON summary on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Replace an existing model file at --out (only a privpkt model; never another file).
+    #[arg(long)]
+    pub force: bool,
     /// Client-level DP (DP-FedAvg): budget ε per organisation over all rounds (σ calibrated).
     #[arg(long, help_heading = "Client-level differential privacy")]
     pub client_epsilon: Option<f64>,
@@ -111,6 +114,8 @@ fn client_dp(a: &FederateArgs) -> Result<Option<ClientDp>> {
 }
 
 pub fn run(a: FederateArgs) -> Result<()> {
+    // Before any work: the output must not replace what the user had.
+    privpkt_nn::check_out(&a.out, a.force)?;
     let ds = Dataset::open(&a.dataset)?;
     let arch = arch_or_default(a.arch, &ds);
     let mut cfg = FedConfig {

@@ -201,13 +201,16 @@ fn label_source(a: &PrepareArgs, class_map: &ClassMap) -> Result<(LabelSource, L
     let csv = match &a.labels {
         Some(p) => p.clone(),
         None => {
-            let found: Vec<PathBuf> = a
+            let mut found: Vec<PathBuf> = a
                 .inputs
                 .iter()
                 .filter(|i| i.is_dir())
                 .map(|i| i.join("flows_labels.csv"))
                 .filter(|p| p.is_file())
                 .collect();
+            // The same folder given twice has one labels file.
+            let mut seen = std::collections::HashSet::new();
+            found.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
             match found.as_slice() {
                 [one] => {
                     if !a.json {
@@ -303,8 +306,13 @@ pub fn config(a: &PrepareArgs) -> Result<PrepareConfig> {
                 .map_or(String::new(), |v| v.get_name().to_string())
         )
     })?;
-    if a.idle_timeout <= 0.0 || a.active_timeout <= 0.0 {
-        bail!("flow timeouts must be > 0 s");
+    for (flag, v) in [
+        ("--idle-timeout", a.idle_timeout),
+        ("--active-timeout", a.active_timeout),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{flag} takes a finite number of seconds > 0, not {v}");
+        }
     }
     let max_per_flow = a.max_per_flow.unwrap_or(match a.repr {
         Repr::Deeppacket => 256,

@@ -28,6 +28,10 @@ pub struct PrivacyArgs {
     /// δ; should be well below 1/N for N units.
     #[arg(long, default_value_t = 1e-5)]
     pub delta: f64,
+    /// Only this accountant (`rdp` or `prv`); by default both. PRV's grid grows with ε and the
+    /// number of steps: for very large budgets use the RDP accountant alone.
+    #[arg(long, value_enum)]
+    pub accountant: Option<crate::dpargs::AccountantArg>,
     /// Print JSON: one key per accountant (`rdp`, `prv`), each holding `epsilon`.
     #[arg(long)]
     pub json: bool,
@@ -40,7 +44,12 @@ pub fn run(a: PrivacyArgs) -> Result<()> {
         }
     }
     let mut out = serde_json::Map::new();
-    for kind in [AccountantKind::Rdp, AccountantKind::Prv] {
+    let kinds: Vec<AccountantKind> = match a.accountant {
+        None => vec![AccountantKind::Rdp, AccountantKind::Prv],
+        Some(crate::dpargs::AccountantArg::Rdp) => vec![AccountantKind::Rdp],
+        Some(crate::dpargs::AccountantArg::Prv) => vec![AccountantKind::Prv],
+    };
+    for kind in kinds {
         let sigma = match (a.sigma, a.epsilon) {
             (Some(s), _) => s,
             (None, Some(e)) => calibrate_sigma(e, a.delta, a.q, a.steps, kind)?,

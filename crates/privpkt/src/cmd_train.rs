@@ -111,6 +111,9 @@ pub struct TrainArgs {
     /// Print a JSON summary on stdout (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Replace an existing model file at --out (only a privpkt model; never another file).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub recipe: crate::trainargs::RecipeArgs,
     #[command(flatten)]
@@ -150,6 +153,8 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
+    // Before any work: the output must not replace what the user had.
+    privpkt_nn::check_out(&a.out, a.force)?;
     let ds = Dataset::open(&a.dataset)?;
     if ds.manifest.paper_comparable && !a.json {
         eprintln!("note: this dataset is split by packet (paper-comparable, not an honest estimate)");

@@ -550,6 +550,49 @@ impl Plan {
         if t.epochs == 0 || t.rounds == 0 || t.local_epochs == 0 || t.batch_size == 0 {
             bail!("[train] epochs, rounds, local_epochs and batch_size must be ≥ 1");
         }
+        // A value twice on an axis would run the same cell twice and report it as two.
+        fn unique<T: PartialEq + std::fmt::Debug>(axis: &str, v: &[T]) -> Result<()> {
+            for (i, x) in v.iter().enumerate() {
+                if v[..i].contains(x) {
+                    bail!("[sweep] {axis}: {x:?} is given twice");
+                }
+            }
+            Ok(())
+        }
+        unique("setting", &s.setting)?;
+        unique("organisations", &s.organisations)?;
+        unique("partition", &s.partition)?;
+        unique("epsilon", &s.epsilon)?;
+        unique("model", &s.model)?;
+        unique("public", &s.public)?;
+        unique("seed", &s.seed)?;
+        // Every cell's training settings, checked as the trainer will, before anything runs.
+        let models = if s.model.is_empty() {
+            vec![Arch::Sae]
+        } else {
+            s.model.clone()
+        };
+        for &model in &models {
+            for eps in &s.epsilon {
+                let cell = Cell {
+                    setting: Setting::Centralised,
+                    organisations: 1,
+                    partition: "-".into(),
+                    model,
+                    public: false,
+                    epsilon: eps.value(),
+                    seed: s.seed[0],
+                };
+                let which = if eps.value().is_some() {
+                    "[train] with [train.dp]"
+                } else {
+                    "[train]"
+                };
+                train_config(self, &cell)
+                    .and_then(|c| c.validate().map_err(anyhow::Error::from))
+                    .with_context(|| format!("{which} for {model}"))?;
+            }
+        }
         Ok(())
     }
 }
@@ -1023,7 +1066,7 @@ fn run_cell(ctx: &Ctx<'_>, cell: &Cell, id: &str, n: usize, of: usize) -> Result
     let (model, curve, orgs) = match cell.setting {
         Setting::Centralised => {
             let work = dir.join("work");
-            let resume = work.join("checkpoint.json").exists();
+            let resume = work.join(privpkt_nn::train::CHECKPOINT_FILE).exists();
             let outcome = privpkt_nn::train(ctx.ds, &cfg, &work, resume, &|e| {
                 if let privpkt_nn::TrainEvent::Batch {
                     epoch, batch, batches, ..
