@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use privpkt_capture::{
-    extract_from, DeepPacketConfig, ExtractConfig, FlowConfig, FlowKey, FlowPicConfig, FlowPicImage, Masking,
+    extract_from, BehaviourConfig, DeepPacketConfig, StatsScope, ExtractConfig, FlowConfig, FlowKey, FlowPicConfig, FlowPicImage, Masking,
     Representation, SampleMeta, SampleSink,
 };
 
@@ -19,6 +19,9 @@ impl SampleSink for Sink {
     fn flowpic(&mut self, _: &SampleMeta, img: &FlowPicImage) {
         std::hint::black_box(img);
     }
+    fn behaviour(&mut self, _: &SampleMeta, sample: &[f32]) {
+        assert!(sample.iter().all(|v| v.is_finite()), "behaviour samples are finite");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
     for repr in [
         Representation::DeepPacket(DeepPacketConfig { masking }),
         Representation::FlowPic(FlowPicConfig { block_s: 1.0, resolution: 16, min_packets: 1, bidirectional: data.len() % 3 == 0 }),
+        Representation::Behaviour(BehaviourConfig {
+            packets: 8,
+            payload_bytes: 4,
+            payload_packets: 2,
+            stats: Some(if data.len() % 2 == 0 { StatsScope::Flow } else { StatsScope::Seconds { seconds: 0.5 } }),
+            min_packets: 1,
+        }),
     ] {
         let cfg = ExtractConfig { repr, flow: FlowConfig::default(), max_per_flow: 5 };
         let _ = extract_from(path, std::io::Cursor::new(data), &cfg, &mut Sink);

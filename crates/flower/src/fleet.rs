@@ -69,8 +69,18 @@ fn base_url(address: &str, tls: &Tls) -> Result<String> {
         return Err(bad("give no scheme"));
     }
     let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    if host.is_empty() || host.contains('/') || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']')))
-    {
+    // A host name (letters, digits, dots, hyphens), an IPv4 address, or an IPv6 one in brackets:
+    // anything else could only fail as "unreachable" after every retry.
+    let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                && !host.starts_with(['.', '-'])
+        }
+    };
+    if !valid_host {
         return Err(bad("bad host"));
     }
     port.parse::<u16>()
@@ -530,6 +540,9 @@ mod tests {
             ("x:99999", "bad port"),
             ("::1:8000", "bad host"),
             (":8000", "bad host"),
+            ("not a host:8000", "bad host"),
+            ("[not-v6]:8000", "bad host"),
+            ("-x:8000", "bad host"),
         ] {
             let e = base_url(bad, &Tls::Insecure).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains("HOST:PORT"), "{bad}: {e}");

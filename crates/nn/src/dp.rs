@@ -119,15 +119,18 @@ impl DpConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(NnError::Config(format!("DP-SGD: {m}")));
         if !(self.clip.is_finite() && self.clip > 0.0) {
-            return bad(format!("the clipping norm must be > 0, got {}", self.clip));
+            return bad(format!(
+                "the clipping norm must be a finite number > 0, got {}",
+                self.clip
+            ));
         }
         if let Some(s) = self.sigma {
             if !(s.is_finite() && s > 0.0) {
-                return bad(format!("the noise multiplier σ must be > 0, got {s}"));
+                return bad(format!("the noise multiplier σ must be a finite number > 0, got {s}"));
             }
         }
         match self.epsilon {
-            Some(e) if !(e.is_finite() && e > 0.0) => return bad(format!("ε must be > 0, got {e}")),
+            Some(e) if !(e.is_finite() && e > 0.0) => return bad(format!("ε must be a finite number > 0, got {e}")),
             None if self.sigma.is_none() => return bad("give a budget ε, a noise multiplier σ, or both".into()),
             _ => {}
         }

@@ -266,6 +266,7 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         .get(META_KEY)
         .ok_or_else(|| corrupt(format!("no `{META_KEY}` metadata: not written by privpkt")))?;
     let meta: ModelMeta = serde_json::from_str(json).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    check_records(&meta).map_err(corrupt)?;
     if meta.format != MODEL_FORMAT || meta.format_version > MODEL_FORMAT_VERSION {
         return Err(corrupt(format!(
             "format {} v{} is not readable by this privpkt (expects {MODEL_FORMAT} v{MODEL_FORMAT_VERSION})",
@@ -294,6 +295,34 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         )));
     }
     Model::new(meta, Params { specs, values }).map_err(|e| corrupt(e.to_string()))
+}
+
+/// The free-form records of a model file: a privacy record states a finite ε ≥ 0 and a δ in
+/// (0, 1) (what `eval` prints and experiments compare); a federation record is an object.
+fn check_records(meta: &ModelMeta) -> std::result::Result<(), String> {
+    if let Some(p) = &meta.privacy {
+        let eps = p["epsilon"].as_f64().filter(|e| e.is_finite() && *e >= 0.0);
+        let delta = p["delta"].as_f64().filter(|d| *d > 0.0 && *d < 1.0);
+        if !p.is_object() || eps.is_none() || delta.is_none() {
+            return Err(format!(
+                "privacy record without a finite ε ≥ 0 and a δ in (0, 1): {}",
+                serde_json::to_string(p)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ));
+        }
+    }
+    if let Some(f) = &meta.federated {
+        if !f.is_object() {
+            return Err("federation record is not an object".into());
+        }
+    }
+    if meta.classes.iter().any(|c| c.trim().is_empty()) {
+        return Err("a class name is empty".into());
+    }
+    Ok(())
 }
 
 /// Whether a model can classify a dataset's samples: same classes in the same order, same

@@ -95,7 +95,28 @@ pub fn inspect(ds: &Dataset, index: &[IndexRow]) -> Result<Inspection> {
     let mut flows_of: BTreeMap<&str, BTreeSet<(u32, u64)>> = BTreeMap::new();
     let mut caps_of: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
     let mut per_flow: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+    let mut split_of: BTreeMap<(u32, u64), &str> = BTreeMap::new();
+    let known: BTreeSet<&str> = m.classes.iter().map(String::as_str).collect();
     for r in index {
+        // An index that disagrees with its manifest is damaged: said, never counted quietly.
+        if !known.contains(r.label.as_str()) {
+            anyhow::bail!(
+                "{}: sample {} has label `{}`, which is not among the manifest's classes",
+                ds.index_path().display(),
+                r.sample,
+                r.label
+            );
+        }
+        let first = *split_of.entry((r.capture, r.flow)).or_insert(r.split.as_str());
+        if first != r.split && !m.paper_comparable {
+            anyhow::bail!(
+                "{}: flow {} of capture {} sits in both the {first} and the {} split: the dataset is damaged",
+                ds.index_path().display(),
+                r.flow,
+                r.capture,
+                r.split
+            );
+        }
         let c = classes.entry(r.label.clone()).or_default();
         c.samples += 1;
         *c.splits.entry(r.split.clone()).or_default() += 1;

@@ -70,6 +70,26 @@ pub struct SynthArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write even when the estimated size is above 10 GB.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Average bytes a synthetic flow takes on disk (a mix of chats and bulk transfers: 1.4 GiB for
+/// the demo's 4,263 flows), for the size estimate.
+const BYTES_PER_FLOW: u64 = 350_000;
+/// Above this estimate `synth` asks for `--yes`.
+const ASK_ABOVE: u64 = 10_000_000_000;
+
+/// The estimated size of what `cfg` writes.
+pub fn estimate_bytes(cfg: &SynthConfig) -> u64 {
+    cfg.target_bytes.unwrap_or_else(|| {
+        let classes = cfg.categories.len() as u64 * if cfg.vpn { 2 } else { 1 };
+        classes
+            .saturating_mul(cfg.captures_per_class as u64)
+            .saturating_mul(cfg.flows_per_capture as u64)
+            .saturating_mul(BYTES_PER_FLOW)
+    })
 }
 
 pub fn config(a: &SynthArgs) -> Result<SynthConfig> {
@@ -120,6 +140,15 @@ pub fn generate_with_progress(cfg: &SynthConfig, out: &std::path::Path, quiet: b
 
 pub fn run(a: SynthArgs) -> Result<()> {
     let cfg = config(&a)?;
+    let est = estimate_bytes(&cfg);
+    if est > ASK_ABOVE && !a.yes {
+        bail!(
+            "this would write about {} (at ~{} per flow): add --yes to go ahead, or lower --size, \
+             --captures-per-class or --flows-per-capture",
+            ui::human_bytes(est),
+            ui::human_bytes(BYTES_PER_FLOW)
+        );
+    }
     let t0 = Instant::now();
     let s = generate_with_progress(&cfg, &a.out, a.json)?;
     let secs = t0.elapsed().as_secs_f64();

@@ -456,7 +456,12 @@ impl Plan {
     pub fn load(path: &Path) -> Result<Plan> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the plan", path.display()))?;
-        let mut plan: Plan = toml::from_str(&text).with_context(|| format!("{}: not a valid plan", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// A plan from its text; `path` names it in errors and anchors its relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Plan> {
+        let mut plan: Plan = toml::from_str(text).with_context(|| format!("{}: not a valid plan", path.display()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut paths = vec![
             &mut plan.data.captures,
@@ -802,6 +807,8 @@ fn prepare_source(
             link: cmd_synth::LinkArg::Mixed,
             ipv6: 0.2,
             json: false,
+            // A plan states its sizes: it is checked and listed (`--list`) before anything runs.
+            yes: true,
         };
         let sum = cmd_synth::generate_with_progress(&cmd_synth::config(&sa)?, &captures, true)?;
         say(

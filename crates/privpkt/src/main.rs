@@ -3,28 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod cmd_attack;
-mod cmd_audit;
-mod cmd_classify;
-mod cmd_eval;
-mod cmd_federate;
-mod cmd_flower;
-mod cmd_inspect;
-mod cmd_plot;
-mod cmd_prepare;
-mod cmd_privacy;
-mod cmd_report;
-mod cmd_synth;
-mod cmd_train;
-mod demo;
-mod dpargs;
-mod experiment;
-mod plots;
-mod report;
-mod results;
-mod trainargs;
-mod ui;
+use privpkt::{
+    cmd_attack, cmd_audit, cmd_classify, cmd_eval, cmd_federate, cmd_flower, cmd_inspect, cmd_plot, cmd_prepare,
+    cmd_privacy, cmd_report, cmd_synth, cmd_train, demo, experiment,
+};
 
 #[derive(Parser)]
 #[command(

@@ -267,3 +267,103 @@ fn privacy_takes_one_accountant() {
     assert!(r["rdp"]["epsilon"].as_f64().unwrap() > 0.0);
     assert!(r.get("prv").is_none(), "{r}");
 }
+
+#[test]
+fn absurd_sizes_damaged_datasets_and_model_records_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    // A synthetic set far too large: an estimate and a question, not hours of writing.
+    let e = fails(&within(
+        30,
+        &[
+            "synth",
+            "--out",
+            "big",
+            "--captures-per-class",
+            "1000",
+            "--flows-per-capture",
+            "100000",
+        ],
+        p,
+    ));
+    assert!(e.contains("--yes") && e.contains("TiB"), "{e}");
+    assert!(!p.join("big").exists());
+    // A dataset whose index was tampered with: a flow in two splits, an unknown label.
+    synth_caps(p, "chat,voip", false, 2, 6);
+    ok(&privpkt(&["prepare", "caps", "--out", "ds", "--repr", "deeppacket"], p));
+    let index = std::fs::read_to_string(p.join("ds/index.csv")).unwrap();
+    let mut rows: Vec<String> = index.lines().map(String::from).collect();
+    let cols: Vec<&str> = rows[0].split(',').collect();
+    let (split, label) = (
+        cols.iter().position(|c| *c == "split").unwrap(),
+        cols.iter().position(|c| *c == "label").unwrap(),
+    );
+    // Rows 1 and 2 are packets of the same flow (Deep Packet: several samples per flow).
+    let mut f: Vec<String> = rows[2].split(',').map(String::from).collect();
+    f[split] = if f[split] == "test" {
+        "train".into()
+    } else {
+        "test".into()
+    };
+    let moved = rows
+        .clone()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| if i == 2 { f.join(",") } else { r });
+    std::fs::write(p.join("ds/index.csv"), moved.collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let e = fails(&privpkt(&["inspect", "ds"], p));
+    assert!(e.contains("sits in both"), "{e}");
+    let mut f: Vec<String> = rows[1].split(',').map(String::from).collect();
+    f[label] = "ghost".into();
+    rows[1] = f.join(",");
+    std::fs::write(p.join("ds/index.csv"), rows.join("\n") + "\n").unwrap();
+    let e = fails(&privpkt(&["inspect", "ds"], p));
+    assert!(
+        e.contains("ghost") && e.contains("not among the manifest's classes"),
+        "{e}"
+    );
+    // A model whose privacy record says nothing checkable.
+    std::fs::write(p.join("ds/index.csv"), index).unwrap();
+    ok(&privpkt(
+        &[
+            "train",
+            "ds",
+            "--out",
+            "dp.safetensors",
+            "--arch",
+            "sae",
+            "--pretrain-epochs",
+            "0",
+            "--epochs",
+            "1",
+            "--dp",
+            "--epsilon",
+            "4",
+            "--batch-size",
+            "4",
+            "--seed",
+            "1",
+        ],
+        p,
+    ));
+    let bytes = std::fs::read(p.join("dp.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["privpkt"].as_str().unwrap()).unwrap();
+    meta["privacy"]["epsilon"] = "small".into();
+    header["__metadata__"]["privpkt"] = meta.to_string().into();
+    let mut h = serde_json::to_vec(&header).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(p.join("bad-record.safetensors"), out).unwrap();
+    let e = fails(&privpkt(&["eval", "bad-record.safetensors", "ds"], p));
+    assert!(
+        e.contains("bad-record.safetensors") && e.contains("privacy record"),
+        "{e}"
+    );
+}
