@@ -52,7 +52,10 @@ impl FlowPicConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(self.block_s.is_finite() && self.block_s > 0.0) {
-            return Err(format!("FlowPic block length must be > 0 s, got {}", self.block_s));
+            return Err(format!(
+                "FlowPic block length must be a finite number of seconds > 0, got {}",
+                self.block_s
+            ));
         }
         if self.resolution == 0 || self.resolution > 4096 {
             return Err(format!("FlowPic resolution must be 1..=4096, got {}", self.resolution));

@@ -152,7 +152,7 @@ impl FedConfig {
         if let Some(dp) = &self.client_dp {
             if !(dp.clip.is_finite() && dp.clip > 0.0) {
                 return bad(format!(
-                    "client-level DP: the clipping norm must be > 0, got {}",
+                    "client-level DP: the clipping norm must be a finite number > 0, got {}",
                     dp.clip
                 ));
             }
@@ -162,10 +162,10 @@ impl FedConfig {
             match (dp.sigma, dp.epsilon) {
                 (None, None) => return bad("client-level DP needs a budget ε or a noise multiplier σ".into()),
                 (Some(s), _) if !(s.is_finite() && s > 0.0) => {
-                    return bad(format!("client-level DP: σ must be > 0, got {s}"))
+                    return bad(format!("client-level DP: σ must be a finite number > 0, got {s}"))
                 }
                 (_, Some(e)) if !(e.is_finite() && e > 0.0) => {
-                    return bad(format!("client-level DP: ε must be > 0, got {e}"))
+                    return bad(format!("client-level DP: ε must be a finite number > 0, got {e}"))
                 }
                 _ => {}
             }

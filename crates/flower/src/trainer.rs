@@ -347,7 +347,10 @@ impl FlClient for PrivpktTrainer {
             .map_or(self.cfg.local_epochs, |n| n as usize);
         let mut cfg = self.cfg.train.clone();
         if let Some(lr) = config_f64(config, "lr") {
-            anyhow::ensure!(lr.is_finite() && lr > 0.0, "config `lr` must be > 0, got {lr}");
+            anyhow::ensure!(
+                lr.is_finite() && lr > 0.0,
+                "config `lr` must be a finite number > 0, got {lr}"
+            );
             cfg.lr = lr;
         }
         let round = config_count(config, "server-round", 0).ok().flatten().unwrap_or(0);

@@ -170,7 +170,7 @@ fn arrays_that_do_not_fit_are_refused_by_name() {
     );
     assert!(e.contains(&desc.fingerprint));
     let bad_lr = config_record(vec![("lr", C::Double(-1.0))]);
-    assert!(format!("{:#}", t.train(&good, &bad_lr).unwrap_err()).contains("config `lr` must be > 0"));
+    assert!(format!("{:#}", t.train(&good, &bad_lr).unwrap_err()).contains("config `lr` must be a finite number > 0"));
     let bad_epochs = config_record(vec![("local-epochs", C::String("two".into()))]);
     assert!(format!("{:#}", t.train(&good, &bad_epochs).unwrap_err()).contains("`local-epochs` must be a whole number"));
 }

@@ -920,7 +920,9 @@ impl Canaries {
             ));
         }
         if !(norm.is_finite() && norm > 0.0) {
-            return bad(format!("the canary gradient norm must be > 0, got {norm}"));
+            return bad(format!(
+                "the canary gradient norm must be a finite number > 0, got {norm}"
+            ));
         }
         let mut sorted = coords.clone();
         sorted.sort_unstable();

@@ -148,7 +148,10 @@ impl TrainConfig {
             return bad("a full batch (`--batch-size full`) is for DP gradient descent; give a number without --dp");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight decay must be ≥ 0");
+            return bad(&format!(
+                "weight decay must be a finite number ≥ 0, got {}",
+                self.weight_decay
+            ));
         }
         if let Optimizer::Sgd { momentum } = self.optimizer {
             if !(0.0..1.0).contains(&momentum) {

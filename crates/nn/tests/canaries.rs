@@ -97,7 +97,7 @@ fn canaries_step_with_private_training_and_are_refused_elsewhere() {
     for (coords, inc, norm, what) in [
         (vec![1, 1], vec![true, false], 1.0, "share a coordinate"),
         (vec![1, 2], vec![true], 1.0, "inclusion flags"),
-        (vec![1], vec![true], 0.0, "norm must be > 0"),
+        (vec![1], vec![true], 0.0, "norm must be a finite number > 0"),
     ] {
         let msg = Canaries::new(coords, inc, norm, 0).unwrap_err().to_string();
         assert!(msg.contains(what), "{msg}");

@@ -368,8 +368,8 @@ fn impossible_budgets_and_unsound_settings_are_refused() {
         f(c.dp.as_mut().unwrap());
         c
     };
-    refuse(with(&|d| d.epsilon = Some(0.0)), "ε must be > 0");
-    refuse(with(&|d| d.epsilon = Some(-1.0)), "ε must be > 0");
+    refuse(with(&|d| d.epsilon = Some(0.0)), "ε must be a finite number > 0");
+    refuse(with(&|d| d.epsilon = Some(-1.0)), "ε must be a finite number > 0");
     refuse(with(&|d| d.delta = 1.0), "δ must be in (0, 1)");
     refuse(with(&|d| d.clip = 0.0), "clipping norm");
     refuse(

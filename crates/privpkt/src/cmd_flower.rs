@@ -159,7 +159,10 @@ pub fn run(a: FlowerArgs) -> Result<()> {
         bail!("--superlink HOST:PORT is required to join a federation");
     };
     if !(a.poll_interval.is_finite() && a.poll_interval > 0.0) {
-        bail!("--poll-interval must be > 0 seconds, got {}", a.poll_interval);
+        bail!(
+            "--poll-interval must be a finite number of seconds > 0, got {}",
+            a.poll_interval
+        );
     }
     if let Some(p) = a
         .save_global

@@ -40,7 +40,7 @@ pub struct PrivacyArgs {
 pub fn run(a: PrivacyArgs) -> Result<()> {
     if let Some(e) = a.epsilon {
         if !(e.is_finite() && e > 0.0) {
-            bail!("--epsilon must be a positive number, got {e}");
+            bail!("--epsilon must be a finite number > 0, got {e}");
         }
     }
     let mut out = serde_json::Map::new();

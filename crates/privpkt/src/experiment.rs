@@ -186,8 +186,12 @@ pub struct DpTrainPlan {
     pub lr: Option<f64>,
     pub batch_size: Option<BatchSpec>,
     pub epochs: Option<usize>,
+    /// Early stopping of private centralised cells (0: never; a noisy validation score stops
+    /// them early otherwise).
+    pub patience: Option<usize>,
     pub rounds: Option<usize>,
     pub local_epochs: Option<usize>,
+    /// Weight averaging of private cells (0: off).
     pub ema: Option<f64>,
     pub augment_views: Option<usize>,
 }
@@ -509,9 +513,14 @@ impl Plan {
             // Refused per cell by the trainer too; say it before anything runs.
             eprintln!("note: [train] class_weights applies to the cells without DP only");
         }
-        if let Some(e) = self.train.ema.or(self.train.dp.ema) {
-            if !(e.is_finite() && e > 0.0 && e < 1.0) {
-                bail!("[train] ema: the decay must be in (0, 1), got {e}");
+        for (key, e) in [("[train] ema", self.train.ema), ("[train.dp] ema", self.train.dp.ema)] {
+            if let Some(e) = e {
+                // 0 switches averaging off for the private cells.
+                let off_allowed = key == "[train.dp] ema";
+                if !(e.is_finite() && (0.0..1.0).contains(&e)) || (e == 0.0 && !off_allowed) {
+                    let range = if off_allowed { "[0, 1) (0: off)" } else { "(0, 1)" };
+                    bail!("{key}: the decay must be in {range}, got {e}");
+                }
             }
         }
         if let Some(o) = &self.train.dp.optimizer {
@@ -975,13 +984,20 @@ fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
             (true, Some(b)) => b.value(),
             _ => t.batch_size,
         },
-        patience: (t.patience > 0).then_some(t.patience),
+        patience: match (private, o.patience) {
+            (true, Some(p)) => (p > 0).then_some(p),
+            _ => (t.patience > 0).then_some(t.patience),
+        },
         seed: cell.seed,
         // Centralised and federated cells start alike: no greedy pre-training (it has no
         // federated form here), so the comparison is of the training regime alone.
         sae_pretrain_epochs: 0,
         dp,
-        ema: if private { o.ema.or(t.ema) } else { t.ema },
+        ema: if private {
+            o.ema.or(t.ema).filter(|&d| d != 0.0)
+        } else {
+            t.ema
+        },
         augment: (views > 0).then(|| privpkt_nn::augment::Augment {
             views,
             ..Default::default()

@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", privpkt::ui::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -117,6 +117,23 @@ pub fn command_line() -> String {
         .join(" ")
 }
 
+/// An error and its causes on one line, each said once: library errors often put their
+/// source in their own message too, and a plain `{:#}` would then print it twice ("X: X").
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -126,5 +143,29 @@ mod tests {
         assert_eq!(super::parse_size("1.5m").unwrap(), 1_572_864);
         assert!(super::parse_size("12 parsecs").is_err());
         assert_eq!(super::human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn error_line_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "m.safetensors: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Wrapped(io)).context("loading the model");
+        assert_eq!(
+            super::error_line(&e),
+            "loading the model: m.safetensors: No such file or directory"
+        );
+        let plain = anyhow::anyhow!("bad").context("plan.toml");
+        assert_eq!(super::error_line(&plain), "plan.toml: bad");
     }
 }

@@ -279,8 +279,8 @@ fn train_eval_classify_roundtrip() {
     for (extra, want) in [
         (&["--epsilon", "2"][..], "add --dp"),
         (&["--dp"][..], "--epsilon"),
-        (&["--dp", "--epsilon", "0"][..], "ε must be > 0"),
-        (&["--dp", "--epsilon=-3"][..], "ε must be > 0"),
+        (&["--dp", "--epsilon", "0"][..], "ε must be a finite number > 0"),
+        (&["--dp", "--epsilon=-3"][..], "ε must be a finite number > 0"),
         (&["--dp", "--epsilon", "2", "--delta", "1"][..], "δ must be in (0, 1)"),
         (&["--dp", "--epsilon", "2", "--batch-size", "100000"][..], "q ="),
         (&["--dp", "--epsilon", "2", "--class-weights"][..], "class weights"),
