@@ -46,7 +46,9 @@ mkdir -p "$FLWR_HOME"
 printf '[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = "127.0.0.1:%s"\ninsecure = true\n' "$PORT" \
     > "$FLWR_HOME/config.toml"
 
-"$PRIVPKT" flower-client --data "$1" --export-initial "$work/init"
+# The node arguments shape the model (--arch, --repr...): export with the same ones.
+# shellcheck disable=SC2086
+"$PRIVPKT" flower-client --data "$1" ${CLIENT_ARGS:-} --export-initial "$work/init"
 # Its own process group, so its SuperExec and ServerApp children stop with it.
 setsid flower-superlink --insecure --host 127.0.0.1 --port "$PORT" --disable-runtime-dependency-installation \
     > "$work/superlink.log" 2>&1 &
@@ -78,8 +80,10 @@ done
 end=$(date +%s.%N)
 echo "run $run_id: $status after $(awk "BEGIN { printf \"%.1f\", $end - $start }") s ($# nodes, $ROUNDS rounds)"
 
-"$VENV/bin/python" - "$work"/node-*.jsonl <<'EOF'
+errors=0
+"$VENV/bin/python" - "$work"/node-*.jsonl <<'EOF' || errors=1
 import json, sys
+failed = 0
 print(f"{'node':>4} {'round':>5} {'type':>8} {'work ms':>9} {'flower ms':>9}  pull decode convert encode push (ms)   MB in  MB out")
 for n, path in enumerate(sys.argv[1:]):
     for line in open(path):
@@ -89,5 +93,13 @@ for n, path in enumerate(sys.argv[1:]):
               f"{ms['pull']:.0f} {ms['decode']:.0f} {ms['convert']:.0f} {ms['encode']:.0f} {ms['push']:.0f}"
               f"   {r['bytes_in'] / 1e6:6.1f} {r['bytes_out'] / 1e6:6.1f}"
               + (f"  ERROR {r['error']}" if r["error"] else ""))
+        failed += bool(r["error"])
+if failed:
+    print(f"{failed} error replies: see the ERROR lines", file=sys.stderr)
+sys.exit(1 if failed else 0)
 EOF
-[ "$status" = finished:completed ]
+if [ "$status" != finished:completed ]; then
+    echo "the run did not complete ($status); the ServerApp's log: flwr log $run_id local --show" >&2
+    exit 1
+fi
+exit "$errors"

@@ -5,15 +5,35 @@ The initial model comes from `privpkt flower-client --data DS --export-initial D
 fingerprint travels in every train/evaluate config as `privpkt-model`, so a node whose data
 makes a different model (other classes, representation or architecture) refuses instead of
 averaging mismatched weights.
+
+Flower's own DP wrappers are run-config options (`dp`): client-side fixed or adaptive clipping
+(privpkt's nodes clip their update to the `clipping_norm` in the train config, as Flower's
+`fixedclipping_mod` / `adaptiveclipping_mod` do, and send `norm_bit`) or server-side fixed
+clipping, each adding Gaussian noise of σ = noise-multiplier × clipping-norm / sampled nodes
+to the average. That calibration holds for an *equal-weight* average, so with `dp` set the
+nodes' updates are averaged with equal weights (their `unit-weight` metric), not by examples.
+
+A round in which every node replied with an error fails the run, instead of "completing" on
+the initial weights.
 """
 
 import json
+import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    DifferentialPrivacyClientSideFixedClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    Strategy,
+)
+
+DP_MODES = ("", "client-fixed", "client-adaptive", "server-fixed")
 
 app = ServerApp()
 
@@ -49,6 +69,96 @@ def save_final(directory: Path, desc: dict, arrays: ArrayRecord) -> None:
     (directory / "model.json").write_text(json.dumps(desc, indent=2) + "\n")
 
 
+class ProbedFedAvg(FedAvg):
+    """FedAvg that can append each train reply's update norm (‖new − sent‖₂, all arrays
+    flattened, float64) and `norm_bit` to a JSON-lines file: what the aggregation receives."""
+
+    def __init__(self, probe: Path | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.probe = probe
+        self.sent: list[np.ndarray] | None = None
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        if self.probe is not None:
+            self.sent = [a.astype(np.float64) for a in arrays.to_numpy_ndarrays()]
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        if self.probe is not None and self.sent is not None:
+            with self.probe.open("a") as f:
+                for msg in replies:
+                    if msg.has_error():
+                        continue
+                    new = next(iter(msg.content.array_records.values())).to_numpy_ndarrays()
+                    norm = math.sqrt(sum(float(np.sum((n.astype(np.float64) - s) ** 2)) for n, s in zip(new, self.sent)))
+                    metrics = next(iter(msg.content.metric_records.values()))
+                    bit = metrics["norm_bit"] if "norm_bit" in metrics else None
+                    f.write(json.dumps({"round": server_round, "node": msg.metadata.src_node_id, "norm": norm, "norm_bit": bit}) + "\n")
+        return super().aggregate_train(server_round, replies)
+
+
+class FailWhenAllFail(Strategy):
+    """Delegates to `strategy`, but a round whose replies are all errors stops the run with
+    the nodes' reasons (Flower would go on with the old weights and call the run completed)."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__()
+        self.strategy = strategy
+
+    @staticmethod
+    def _check(kind: str, server_round: int, replies: list[Message]) -> None:
+        if replies and all(m.has_error() for m in replies):
+            reasons = sorted({str(m.error.reason).strip().splitlines()[-1][:300] for m in replies})
+            raise RuntimeError(
+                f"round {server_round}: every node's {kind} reply was an error ({len(replies)} of {len(replies)}): "
+                + " | ".join(reasons)
+            )
+
+    def configure_train(self, server_round, arrays, config, grid):
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        self._check("train", server_round, replies)
+        return self.strategy.aggregate_train(server_round, replies)
+
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round, replies):
+        replies = list(replies)
+        self._check("evaluate", server_round, replies)
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+
+def with_dp(strategy: FedAvg, cfg, min_nodes: int) -> Strategy:
+    """Flower's DP wrapper named by run config `dp` around `strategy`."""
+    mode = str(cfg.get("dp", ""))
+    if mode not in DP_MODES:
+        raise ValueError(f"run config `dp` must be one of {', '.join(repr(m) for m in DP_MODES)}, got {mode!r}")
+    if not mode:
+        return strategy
+    z = float(cfg.get("dp-noise-multiplier", 1.0))
+    c = float(cfg.get("dp-clipping-norm", 0.1))
+    m = int(cfg.get("dp-sampled-nodes", 0)) or min_nodes
+    if mode == "client-fixed":
+        return DifferentialPrivacyClientSideFixedClipping(strategy, z, c, m)
+    if mode == "server-fixed":
+        return DifferentialPrivacyServerSideFixedClipping(strategy, z, c, m)
+    stddev = float(cfg.get("dp-clipped-count-stddev", 0.0)) or None
+    return DifferentialPrivacyClientSideAdaptiveClipping(
+        strategy, z, m, initial_clipping_norm=c, clipped_count_stddev=stddev
+    )
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
@@ -66,13 +176,18 @@ def main(grid: Grid, context: Context) -> None:
         train_config["lr"] = float(cfg["lr"])
 
     min_nodes = int(cfg["min-nodes"])
-    strategy = FedAvg(
+    probe = str(cfg.get("norm-probe", ""))
+    strategy = ProbedFedAvg(
+        _directory(probe, "norm-probe") if probe else None,
         fraction_train=float(cfg["fraction-train"]),
         fraction_evaluate=float(cfg["fraction-evaluate"]),
         min_train_nodes=min_nodes,
         min_evaluate_nodes=min_nodes,
         min_available_nodes=min_nodes,
+        # DP noise is calibrated for an equal-weight average: one node, one vote.
+        weighted_by_key="unit-weight" if str(cfg.get("dp", "")) else "num-examples",
     )
+    strategy = FailWhenAllFail(with_dp(strategy, cfg, min_nodes))
     result = strategy.start(
         grid=grid,
         initial_arrays=initial,

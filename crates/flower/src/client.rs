@@ -28,6 +28,20 @@ pub struct TrainReply {
     pub metrics: Vec<(String, Metric)>,
     /// Time spent inside the call converting arrays (not training), counted as overhead.
     pub convert: Duration,
+    /// Client-side clipping of the update (when the server asked for it); reported locally
+    /// only: the unclipped norm depends on private data and is never sent.
+    pub clip: Option<ClipReport>,
+}
+
+/// Flower's client-side clipping applied to one update (`fixedclipping_mod` semantics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipReport {
+    /// The server's `clipping_norm`.
+    pub clipping_norm: f64,
+    /// ‖new − received‖₂ over all arrays, before clipping.
+    pub norm_before: f64,
+    /// The same after clipping (≤ `clipping_norm`).
+    pub norm_after: f64,
 }
 
 /// What an evaluate message returns.
@@ -90,6 +104,8 @@ pub struct Report {
     pub metrics: Vec<(String, Metric)>,
     /// Set when an error reply was sent instead of results.
     pub error: Option<String>,
+    /// Client-side clipping of a train reply, if the server asked for it.
+    pub clip: Option<ClipReport>,
     pub timing: Timing,
 }
 
@@ -289,6 +305,7 @@ struct Outcome {
     num_examples: u64,
     metrics: Vec<(String, Metric)>,
     convert: Duration,
+    clip: Option<ClipReport>,
 }
 
 fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDict>) -> Result<Outcome, String> {
@@ -314,6 +331,7 @@ fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDic
                 num_examples: r.num_examples,
                 metrics: r.metrics,
                 convert: r.convert,
+                clip: r.clip,
             })
         }
         "evaluate" => {
@@ -325,6 +343,7 @@ fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDic
                 num_examples: r.num_examples,
                 metrics: r.metrics,
                 convert: r.convert,
+                clip: None,
             })
         }
         other => Err(format!(
@@ -441,6 +460,7 @@ fn handle(
             num_examples: Some(o.num_examples),
             metrics: o.metrics,
             error: None,
+            clip: o.clip,
             timing,
         },
         Err(reason) => Report {
@@ -450,6 +470,7 @@ fn handle(
             num_examples: None,
             metrics: Vec::new(),
             error: Some(reason),
+            clip: None,
             timing,
         },
     };
@@ -507,6 +528,7 @@ mod tests {
                 num_examples: config.items.len() as u64,
                 metrics: vec![("train_loss".into(), Metric::Float(0.25))],
                 convert: Duration::ZERO,
+                clip: None,
             })
         }
         fn evaluate(&mut self, _: &ArrayRecord, _: &ConfigRecord) -> anyhow::Result<EvalReply> {

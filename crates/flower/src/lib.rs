@@ -25,7 +25,7 @@ pub mod objects;
 pub mod records;
 pub mod trainer;
 
-pub use client::{serve, EvalReply, Event, FlClient, ServeOptions, Timing, TrainReply};
+pub use client::{serve, ClipReport, EvalReply, Event, FlClient, ServeOptions, Timing, TrainReply};
 pub use error::{FlowerError, Result};
 pub use fleet::{Fleet, FleetConfig, Tls};
 pub use records::{Array, ArrayRecord, ConfigRecord, MetricRecord, Record, RecordDict};

@@ -7,9 +7,18 @@
 //!   node's own setting;
 //! - `lr` (number > 0): the learning rate this round;
 //! - `server-round` (set by FedAvg): keys this round's shuffling and dropout;
+//! - `clipping_norm` (number > 0, set by Flower's `DifferentialPrivacyClientSide*Clipping`
+//!   wrappers): the update (new − received, all arrays flattened) is clipped to this L2 norm
+//!   before the reply, as Flower's `fixedclipping_mod` / `adaptiveclipping_mod` do, and the
+//!   reply carries the int metric `norm_bit` (1: the update was scaled down) that the adaptive
+//!   wrapper needs. The server's noise is calibrated on this norm, so ignoring it would break
+//!   the guarantee without a word;
 //! - `privpkt-model` (set by the privpkt ServerApp from `model.json`): the fingerprint of the
 //!   federation's model (architecture, input, classes, tensor shapes); a node whose data makes
 //!   a different model refuses, instead of averaging weights of classes in another order.
+//!
+//! Any other key that looks like a privacy setting (`noise`, `clip`, `epsilon`, `secagg`, …) is
+//! refused with an error reply: a node must not silently skip a protection the server relies on.
 //!
 //! Arrays that do not fit the local network (count, shapes, dtype, non-finite values) are
 //! refused with an error naming the tensor; the loop sends it back as an error reply.
@@ -28,11 +37,51 @@ use privpkt_nn::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::client::{EvalReply, FlClient, TrainReply};
+use crate::client::{ClipReport, EvalReply, FlClient, TrainReply};
 use crate::records::{config_count, config_f64, config_value, ArrayRecord, ConfigRecord, Metric};
 
 /// Config key of the model fingerprint.
 pub const MODEL_KEY: &str = "privpkt-model";
+/// Config key of Flower's client-side clipping (`flwr.common.differential_privacy_constants`).
+pub const CLIPPING_NORM_KEY: &str = "clipping_norm";
+/// Metric key of the adaptive clipping bit.
+pub const NORM_BIT_KEY: &str = "norm_bit";
+/// Metric key of weight 1 in every reply, for an equal-weight average (`FedAvg(weighted_by_key=
+/// "unit-weight")`): the σ of Flower's DP wrappers is calibrated for one node, one vote.
+pub const UNIT_WEIGHT_KEY: &str = "unit-weight";
+/// Config keys this node acts on.
+const KNOWN_KEYS: [&str; 5] = ["local-epochs", "lr", "server-round", MODEL_KEY, CLIPPING_NORM_KEY];
+
+/// The server's `clipping_norm`, checked, and a refusal of any other privacy-looking key.
+fn privacy_config(config: &ConfigRecord) -> anyhow::Result<Option<f64>> {
+    for item in &config.items {
+        if KNOWN_KEYS.contains(&item.key.as_str()) {
+            continue;
+        }
+        let k = item.key.to_ascii_lowercase();
+        let looks_private = ["clip", "noise", "epsilon", "sigma", "privacy", "secagg", "norm"]
+            .iter()
+            .any(|w| k.contains(w))
+            || k.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|t| matches!(t, "dp" | "delta" | "eps"));
+        if looks_private {
+            bail!(
+                "config `{}` looks like a privacy setting this node does not implement; it refuses rather than \
+                 train without it (it implements `{CLIPPING_NORM_KEY}`, Flower's client-side clipping)",
+                item.key
+            );
+        }
+    }
+    if config_value(config, CLIPPING_NORM_KEY).is_none() {
+        return Ok(None);
+    }
+    match config_f64(config, CLIPPING_NORM_KEY) {
+        Some(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
+        Some(c) => bail!("config `{CLIPPING_NORM_KEY}` must be a finite number > 0, got {c}"),
+        None => bail!("config `{CLIPPING_NORM_KEY}` must be a number"),
+    }
+}
+
 /// File describing exported initial arrays.
 pub const MODEL_JSON: &str = "model.json";
 
@@ -342,6 +391,8 @@ impl FlClient for PrivpktTrainer {
         let t = Instant::now();
         let (mut params, saving) = self.receive(arrays, config)?;
         let mut convert = t.elapsed().saturating_sub(saving);
+        let clipping_norm = privacy_config(config)?;
+        let received = clipping_norm.map(|_| params.values.clone());
         let epochs = config_count(config, "local-epochs", 1)
             .map_err(|e| anyhow!(e))?
             .map_or(self.cfg.local_epochs, |n| n as usize);
@@ -373,13 +424,32 @@ impl FlClient for PrivpktTrainer {
             loss.is_finite(),
             "local training diverged (loss {loss}); try a lower learning rate"
         );
+        let clip = match (clipping_norm, &received) {
+            (Some(c), Some(old)) => {
+                let u = privpkt_privacy::clip_update(&mut params.values, old, c)
+                    .map_err(|e| anyhow!("clipping the update to the server's `{CLIPPING_NORM_KEY}`: {e}"))?;
+                Some(ClipReport {
+                    clipping_norm: c,
+                    norm_before: u.norm,
+                    norm_after: u.clipped_norm(),
+                })
+            }
+            _ => None,
+        };
         self.rounds_trained += 1;
         let mut metrics = vec![
+            (UNIT_WEIGHT_KEY.to_string(), Metric::Int(1)),
             ("train_loss".to_string(), Metric::Float(loss)),
             ("train_samples_seen".to_string(), Metric::Int(seen as i64)),
         ];
         if let Some(dp) = &self.dp {
             metrics.push(("epsilon".into(), Metric::Float(dp.epsilon()?)));
+        }
+        if let Some(c) = &clip {
+            metrics.push((
+                NORM_BIT_KEY.into(),
+                Metric::Int(i64::from(c.norm_before > c.clipping_norm)),
+            ));
         }
         let t = Instant::now();
         let arrays = self.arrays_from_params(&params)?;
@@ -389,6 +459,7 @@ impl FlClient for PrivpktTrainer {
             num_examples: self.train.len() as u64,
             metrics,
             convert,
+            clip,
         })
     }
 
@@ -400,6 +471,7 @@ impl FlClient for PrivpktTrainer {
         Ok(EvalReply {
             num_examples: self.eval.len() as u64,
             metrics: vec![
+                (UNIT_WEIGHT_KEY.into(), Metric::Int(1)),
                 ("eval_loss".into(), Metric::Float(loss)),
                 ("eval_acc".into(), Metric::Float(acc)),
                 ("eval_macro_f1".into(), Metric::Float(f1)),

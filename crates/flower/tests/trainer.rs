@@ -202,3 +202,107 @@ fn dp_sgd_keeps_one_accountant_across_rounds() {
     let e = format!("{:#}", t.train(&r2.arrays, &none).unwrap_err());
     assert!(e.contains("privacy budget is spent"), "{e}");
 }
+
+/// The arrays as f32 values, in order.
+fn values(a: &ArrayRecord) -> Vec<Vec<f32>> {
+    a.items
+        .iter()
+        .map(|(_, arr)| {
+            let (_, data) = npy::parse_bytes(&arr.data).unwrap();
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+/// ‖new − old‖₂ over all arrays flattened, as Flower's `get_norm` computes it.
+fn update_norm(new: &ArrayRecord, old: &ArrayRecord) -> f64 {
+    let (a, b) = (values(new), values(old));
+    a.iter()
+        .zip(&b)
+        .flat_map(|(x, y)| x.iter().zip(y))
+        .map(|(&x, &y)| f64::from(x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+#[test]
+fn clipping_norm_bounds_every_update_as_flowers_mods_do() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = dataset(&d.path().join("ds"), 4);
+    let mut t = PrivpktTrainer::new(&ds, config(None)).unwrap();
+    t.export_initial(&d.path().join("init")).unwrap();
+    let (_, init) = exported(&d.path().join("init"));
+    // Without the key: the update is whatever training made it, and no norm_bit is sent.
+    let free = t.train(&init, &config_record(vec![])).unwrap();
+    let raw = update_norm(&free.arrays, &init);
+    assert!(raw > 0.05, "training moved the weights by {raw}");
+    assert!(free.clip.is_none() && !free.metrics.iter().any(|m| m.0 == "norm_bit"));
+
+    // A clipping norm well below the update: the reply's update is exactly at the norm, the
+    // direction kept, and norm_bit says it was clipped.
+    let c = raw / 10.0;
+    let mut t = PrivpktTrainer::new(&ds, config(None)).unwrap();
+    let r = t
+        .train(&init, &config_record(vec![("clipping_norm", C::Double(c))]))
+        .unwrap();
+    let sent = update_norm(&r.arrays, &init);
+    assert!(
+        (sent - c).abs() <= 1e-4 * c,
+        "sent update norm {sent}, clipping_norm {c}"
+    );
+    assert_eq!(get(&r.metrics, "norm_bit"), 1.0);
+    let clip = r.clip.unwrap();
+    assert!((clip.norm_before - raw).abs() < 1e-3 * raw, "{clip:?} against {raw}");
+    assert!((clip.norm_after - c).abs() < 1e-9 * c.max(1.0) + 1e-4 * c);
+    // Same direction: the clipped update is the free one scaled by c / raw.
+    let (f, s, i) = (values(&free.arrays), values(&r.arrays), values(&init));
+    let k = (c / raw) as f32;
+    for ((fa, sa), ia) in f.iter().zip(&s).zip(&i) {
+        for ((&fx, &sx), &ix) in fa.iter().zip(sa).zip(ia) {
+            assert!(
+                ((sx - ix) - k * (fx - ix)).abs() < 1e-5,
+                "{sx} vs {ix} + {k}·({fx} − {ix})"
+            );
+        }
+    }
+
+    // A norm above the update: untouched, norm_bit 0 (adaptive clipping's signal).
+    let mut t = PrivpktTrainer::new(&ds, config(None)).unwrap();
+    let r = t
+        .train(&init, &config_record(vec![("clipping_norm", C::Double(raw * 10.0))]))
+        .unwrap();
+    assert_eq!(values(&r.arrays), values(&free.arrays));
+    assert_eq!(get(&r.metrics, "norm_bit"), 0.0);
+
+    // Bad or unknown privacy settings are refused, never ignored.
+    for (cfg, want) in [
+        (
+            vec![("clipping_norm", C::Double(0.0))],
+            "`clipping_norm` must be a finite number > 0",
+        ),
+        (
+            vec![("clipping_norm", C::String("small".into()))],
+            "`clipping_norm` must be a number",
+        ),
+        (
+            vec![("noise_multiplier", C::Double(1.0))],
+            "config `noise_multiplier` looks like a privacy setting",
+        ),
+        (
+            vec![("dp-epsilon", C::Double(1.0))],
+            "config `dp-epsilon` looks like a privacy setting",
+        ),
+        (
+            vec![("secaggplus-stage", C::String("setup".into()))],
+            "looks like a privacy setting",
+        ),
+    ] {
+        let e = format!("{:#}", t.train(&init, &config_record(cfg)).unwrap_err());
+        assert!(e.contains(want), "{e}");
+    }
+    // Ordinary keys that merely resemble words (dropout, epochs) pass.
+    t.train(&init, &config_record(vec![("dropout-seed", C::Sint64(3))]))
+        .unwrap();
+}

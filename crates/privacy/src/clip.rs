@@ -41,9 +41,86 @@ pub fn clip_factors(sq_norms: &[f64], max_norm: f64) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// What [`clip_update`] did: the update's L2 norm before, and the factor it was scaled by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateClip {
+    /// ‖new − old‖₂ over all tensors, flattened, before clipping.
+    pub norm: f64,
+    /// min(1, C/norm): 1 when the update was within the norm.
+    pub factor: f64,
+}
+
+impl UpdateClip {
+    /// The update's norm after clipping.
+    pub fn clipped_norm(&self) -> f64 {
+        self.norm * self.factor
+    }
+
+    /// Whether the update was scaled down (Flower's `norm_bit`).
+    pub fn clipped(&self) -> bool {
+        self.factor < 1.0
+    }
+}
+
+/// Clips a model update in place, as client-level DP (McMahan et al. 2018, "FlatClip") and
+/// Flower's `fixedclipping_mod` / `adaptiveclipping_mod` do: `new` becomes
+/// `old + min(1, C/‖new − old‖)·(new − old)`, the norm taken over every tensor flattened into
+/// one vector. Tensors must pair up in count and length; a non-finite update is an error
+/// (clipping it would send NaN, and skipping it would break the bound).
+pub fn clip_update(new: &mut [Vec<f32>], old: &[Vec<f32>], max_norm: f64) -> Result<UpdateClip> {
+    if new.len() != old.len() || new.iter().zip(old).any(|(a, b)| a.len() != b.len()) {
+        return Err(PrivacyError::InvalidParameter {
+            name: "update",
+            value: new.len() as f64,
+            reason: "the new and old tensors must match in count and length",
+        });
+    }
+    let sq: f64 = new
+        .iter()
+        .zip(old)
+        .flat_map(|(a, b)| a.iter().zip(b))
+        .map(|(&x, &y)| f64::from(x - y).powi(2))
+        .sum();
+    let factor = clip_factors(&[sq], max_norm)?[0];
+    if factor < 1.0 {
+        for (a, b) in new.iter_mut().zip(old) {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = y + (*x - y) * factor as f32;
+            }
+        }
+    }
+    Ok(UpdateClip {
+        norm: sq.sqrt(),
+        factor,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_are_clipped_over_all_tensors_flattened() {
+        // Update (3, 0 | 4): norm 5 over both tensors, though each alone is within 4.
+        let old = vec![vec![1.0f32, 2.0], vec![-1.0]];
+        let mut new = vec![vec![4.0f32, 2.0], vec![3.0]];
+        let c = clip_update(&mut new, &old, 1.0).unwrap();
+        assert_eq!(c.norm, 5.0);
+        assert!((c.factor - 0.2).abs() < 1e-12 && c.clipped());
+        assert!((c.clipped_norm() - 1.0).abs() < 1e-12);
+        let want = [[1.6f32, 2.0], [-0.2, 0.0]];
+        assert!((new[0][0] - want[0][0]).abs() < 1e-6 && new[0][1] == 2.0);
+        assert!((new[1][0] - want[1][0]).abs() < 1e-6);
+        // Within the norm: untouched, not clipped.
+        let mut same = vec![vec![1.5f32, 2.0], vec![-1.0]];
+        let c = clip_update(&mut same, &old, 1.0).unwrap();
+        assert_eq!((c.norm, c.factor, c.clipped()), (0.5, 1.0, false));
+        assert_eq!(same, vec![vec![1.5f32, 2.0], vec![-1.0]]);
+        // Mismatched shapes, a NaN update, a bad norm.
+        assert!(clip_update(&mut [vec![1.0f32]], &old, 1.0).is_err());
+        assert!(clip_update(&mut [vec![f32::NAN, 2.0], vec![-1.0]], &old, 1.0).is_err());
+        assert!(clip_update(&mut new.clone(), &old, 0.0).is_err());
+    }
 
     #[test]
     fn factors_clip_only_large_norms() {

@@ -310,9 +310,13 @@ fn line(r: &Report) -> String {
     let n = r.num_examples.unwrap_or(0);
     let what = match r.message_type.split('.').next() {
         Some("train") => format!(
-            "{n} examples, loss {:.4}{} | training {:.2} s",
+            "{n} examples, loss {:.4}{}{} | training {:.2} s",
             metric(r, "train_loss").unwrap_or(f64::NAN),
             metric(r, "epsilon").map_or(String::new(), |e| format!(", ε {e:.3}")),
+            r.clip.map_or(String::new(), |c| format!(
+                ", update norm {:.4} → {:.4} (clipping_norm {})",
+                c.norm_before, c.norm_after, c.clipping_norm
+            )),
             t.compute().as_secs_f64()
         ),
         _ => format!(
@@ -348,6 +352,11 @@ fn json_line(r: &Report) -> serde_json::Value {
         "num_examples": r.num_examples,
         "metrics": metrics,
         "error": r.error,
+        "clip": r.clip.map(|c| serde_json::json!({
+            "clipping_norm": c.clipping_norm,
+            "norm_before": c.norm_before,
+            "norm_after": c.norm_after,
+        })),
         "ms": {
             "pull": ms(t.pull),
             "decode": ms(t.decode),

@@ -646,3 +646,173 @@ fn bad_settings_are_refused_before_connecting() {
     assert!(run(&["--insecure"]).contains("--superlink"));
     assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--rounds", "3"]).contains("add --dp"));
 }
+
+/// Starts `flwr run` of the app with `run_config` and waits for the run's final status.
+fn run_to_end(venv: &Path, home: &Path, run_config: &str, procs: &Procs) -> (String, String) {
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flower");
+    let o = flwr(
+        venv,
+        home,
+        &[
+            "run",
+            app.to_str().unwrap(),
+            "e2e",
+            "--run-config",
+            run_config,
+            "--format",
+            "json",
+        ],
+    );
+    let started: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "flwr run: {e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    let run_id = started["run-id"].as_str().expect("run-id").to_string();
+    let t = Instant::now();
+    let status = loop {
+        let o = flwr(venv, home, &["ls", "e2e", "--run-id", &run_id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let s = v["runs"][0]["status"].as_str().unwrap_or("").to_string();
+        if s.starts_with("finished:") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "run {run_id} still `{s}`:\n{}",
+            procs.dump()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = flwr(venv, home, &["log", &run_id, "e2e", "--show"]);
+    (status, String::from_utf8_lossy(&log.stdout).to_string())
+}
+
+/// Flower's own DP wrappers around privpkt nodes: with client-side fixed clipping every update
+/// the ServerApp receives is within `clipping_norm` (a norm probe inside the wrapper measures
+/// it); with adaptive clipping each reply's `norm_bit` says whether the node's update was
+/// above the norm; a round in which every node replies with an error fails the run.
+#[test]
+fn flower_dp_wrappers_receive_clipped_updates() {
+    let Some(venv) = venv() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        write_dataset(&dir.join(name), Kind::DeepPacket, 3, 60, 30 + i as u64);
+    }
+    write_dataset(&dir.join("four"), Kind::DeepPacket, 4, 30, 40);
+    for (ds, out) in [("a", "init"), ("four", "init4")] {
+        let o = privpkt()
+            .args(["flower-client", "--data"])
+            .arg(dir.join(ds))
+            .arg("--export-initial")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut procs = Procs::default();
+    let link = procs.start(
+        "superlink",
+        Command::new(venv.join("bin/flower-superlink"))
+            .args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--disable-runtime-dependency-installation")
+            .envs(flwr_env(&venv, &home))
+            .current_dir(dir),
+        true,
+    );
+    wait_for_port(port, &mut procs, link);
+    let nodes: Vec<usize> = ["a", "b"]
+        .iter()
+        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
+        .collect();
+    for &i in &nodes {
+        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(" joined http://127.0.0.1:")
+        });
+    }
+
+    // 1. Client-side fixed clipping at 0.01: unclipped updates are ~100× larger.
+    let probe = dir.join("fixed.jsonl");
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=2 min-nodes=2 dp=\"client-fixed\" dp-clipping-norm=0.01 \
+         dp-noise-multiplier=0.5 norm-probe=\"{}\"",
+        dir.join("init").display(),
+        probe.display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert!(log.contains("central DP noise with"), "{log}");
+    let seen: Vec<serde_json::Value> = std::fs::read_to_string(&probe)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 4, "2 rounds × 2 nodes: {seen:?}");
+    for s in &seen {
+        let norm = s["norm"].as_f64().unwrap();
+        assert!(
+            norm <= 0.01 * (1.0 + 1e-4) && norm > 0.0095,
+            "update norm {norm} with clipping_norm 0.01"
+        );
+        assert_eq!(s["norm_bit"], 1, "{s}");
+    }
+    for &i in &nodes {
+        let trains: Vec<serde_json::Value> = json_lines(&procs.0[i].out)
+            .into_iter()
+            .filter(|r| r["type"] == "train")
+            .collect();
+        assert_eq!(trains.len(), 2);
+        for r in &trains {
+            let before = r["clip"]["norm_before"].as_f64().unwrap();
+            assert!(before > 0.1, "the node's update before clipping: {before}");
+            assert!(r["clip"]["norm_after"].as_f64().unwrap() <= 0.01 * (1.0 + 1e-9));
+        }
+        procs.0[i].err.wait_for("clipping line", Duration::from_secs(5), |l| {
+            l.contains("update norm") && l.contains("(clipping_norm 0.01)")
+        });
+    }
+
+    // 2. Adaptive clipping from a norm above the updates: norm_bit 0 where the node's update
+    //    was within the norm, and the probe sees the update unclipped.
+    let probe = dir.join("adaptive.jsonl");
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=2 dp=\"client-adaptive\" dp-clipping-norm=1000.0 \
+         dp-noise-multiplier=0.5 dp-clipped-count-stddev=1.0 norm-probe=\"{}\"",
+        dir.join("init").display(),
+        probe.display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    let seen: Vec<serde_json::Value> = std::fs::read_to_string(&probe)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s["norm_bit"], 0, "{s}");
+        assert!(s["norm"].as_f64().unwrap() < 1000.0);
+    }
+
+    // 3. Initial arrays of a 4-class model: every node refuses, and the run fails instead of
+    //    "completing" on the initial weights.
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=2 min-nodes=2",
+        dir.join("init4").display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:failed", "{log}\n{}", procs.dump());
+    assert!(log.contains("every node's train reply was an error (2 of 2)"), "{log}");
+    assert!(log.contains("does not fit this node"), "{log}");
+}
