@@ -133,6 +133,9 @@ pub struct ServeOptions {
     pub object_wait: Duration,
     /// Set (e.g. by a signal handler) to leave the loop after the current message.
     pub stop: Arc<AtomicBool>,
+    /// New registrations in a row, without a successful pull between them, before a SuperLink
+    /// that keeps refusing the node (HTTP 401) is an error.
+    pub reregister_attempts: u32,
 }
 
 impl ServeOptions {
@@ -141,6 +144,7 @@ impl ServeOptions {
             poll_interval: Duration::from_secs(1),
             object_wait: Duration::from_secs(120),
             stop,
+            reregister_attempts: 3,
         }
     }
 }
@@ -190,12 +194,46 @@ pub fn serve(
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<u64> {
     let mut answered = 0;
+    let mut reregistered = 0;
     while !opts.stop.load(Ordering::SeqCst) {
         let t0 = Instant::now();
-        let Some((msg, tree)) = node.fleet().pull_message(node.node_id)? else {
+        let pulled = match node.fleet().pull_message(node.node_id()) {
+            Err(FlowerError::Http {
+                status: 401, detail, ..
+            }) if reregistered < opts.reregister_attempts => {
+                // A SuperLink restarted without --database has forgotten every node: join again.
+                let old = node.node_id();
+                reregistered += 1;
+                let new = node.reregister().map_err(|e| {
+                    FlowerError::Config(format!(
+                        "the SuperLink stopped accepting node {old} (HTTP 401: {detail}), and registering again \
+                         failed: {e}"
+                    ))
+                })?;
+                on_event(Event::Warning(format!(
+                    "the SuperLink no longer knows node {old} (restarted without --database?): registered again \
+                     as node {new} ({reregistered} of at most {} in a row)",
+                    opts.reregister_attempts
+                )));
+                continue;
+            }
+            Err(FlowerError::Http {
+                status: 401, detail, ..
+            }) => {
+                return Err(FlowerError::Config(format!(
+                    "the SuperLink refused node {} again after {reregistered} new registrations in a row; giving up \
+                     (HTTP 401: {detail})",
+                    node.node_id()
+                )))
+            }
+            other => other?,
+        };
+        let Some((msg, tree)) = pulled else {
+            reregistered = 0;
             pause(opts.poll_interval, &opts.stop);
             continue;
         };
+        reregistered = 0;
         match handle(node, client, msg, tree, t0, opts, on_event) {
             Ok(()) => answered += 1,
             Err(e) if fatal(&e) => return Err(e),
@@ -273,7 +311,7 @@ fn pull_objects(
         let deadline = Instant::now() + wait;
         let mut delay = Duration::from_millis(50);
         let bytes = loop {
-            match node.fleet().pull_object(node.node_id, run_id, id)? {
+            match node.fleet().pull_object(node.node_id(), run_id, id)? {
                 Some(b) => break b,
                 None if Instant::now() < deadline => {
                     std::thread::sleep(delay);
@@ -382,7 +420,7 @@ fn handle(
     let mut timing = Timing::default();
     let received = pull_objects(node, md.run_id, &tree, opts.object_wait);
     if received.is_ok() {
-        fleet.confirm_received(node.node_id, md.run_id, &md.message_id)?;
+        fleet.confirm_received(node.node_id(), md.run_id, &md.message_id)?;
     }
     timing.pull = t0.elapsed();
     let t = Instant::now();
@@ -443,11 +481,11 @@ fn handle(
         error: error.clone(),
     };
     let (wanted, session) =
-        fleet.push_message(node.node_id, pushed, deflated.tree.clone(), timing.work.as_secs_f64())?;
+        fleet.push_message(node.node_id(), pushed, deflated.tree.clone(), timing.work.as_secs_f64())?;
     // Children before parents, as flwr submits them (two in flight).
     let todo: Vec<&(String, Vec<u8>)> = deflated.objects.iter().filter(|(id, _)| wanted.contains(id)).collect();
     concurrently(&todo, TRANSFER_WORKERS, |(id, bytes)| {
-        fleet.push_object(node.node_id, md.run_id, id, bytes, &session)
+        fleet.push_object(node.node_id(), md.run_id, id, bytes, &session)
     })?;
     timing.bytes_out = todo.iter().map(|o| o.1.len()).sum();
     timing.push = t.elapsed();

@@ -7,7 +7,7 @@
 //! can take longer than the SuperLink's patience (2 × the interval): without it the node would
 //! be declared offline mid-round.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,12 +39,17 @@ pub struct FleetConfig {
     /// First backoff delay; doubled after each failure up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
-    /// Time limit of one request (objects are at most 5 MiB each).
+    /// Time limit of one request (objects are at most 5 MiB each): a SuperLink that accepts
+    /// the connection but never answers costs at most this per attempt.
     pub timeout: Duration,
+    /// No new attempt starts after this much time spent on one call: the total wait for a
+    /// SuperLink that is down or silent, whatever `retries` says.
+    pub give_up_after: Duration,
 }
 
 impl FleetConfig {
-    /// Defaults: 6 retries from 0.5 s doubling to 8 s (about 24 s of waiting), 120 s per request.
+    /// Defaults: 6 retries from 0.5 s doubling to 8 s (about 24 s of waiting), 60 s per
+    /// request, no new attempt after 180 s.
     pub fn new(address: &str, tls: Tls) -> FleetConfig {
         FleetConfig {
             address: address.to_string(),
@@ -52,7 +57,8 @@ impl FleetConfig {
             retries: 6,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(180),
         }
     }
 }
@@ -186,8 +192,10 @@ impl Fleet {
                 rpc,
                 status,
                 detail: format!(
-                    "{} (requests are signed with a timestamp: this machine's clock must be within 5 s of the \
-                     SuperLink's; a SuperLink with --enable-supernode-auth accepts only pre-registered keys)",
+                    "{} (the SuperLink does not accept this node's signed request: it does not know the key (a \
+                     SuperLink restarted without --database forgets its nodes; one started with \
+                     --enable-supernode-auth admits only keys registered with `flwr supernode register`), or this \
+                     machine's clock is more than 5 s off the SuperLink's)",
                     detail(&bytes)
                 ),
             })),
@@ -223,7 +231,9 @@ impl Fleet {
                     return Resp::decode(bytes.as_slice()).map_err(|e| protocol(format!("{rpc} reply: {e}")));
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry { status, msg }) if attempts > retries => {
+                Err(Attempt::Retry { status, msg })
+                    if attempts > retries || start.elapsed() + delay >= self.cfg.give_up_after =>
+                {
                     return Err(match status {
                         Some(status) => FlowerError::Http {
                             rpc,
@@ -420,7 +430,9 @@ pub type WarningSink = Arc<dyn Fn(String) + Send + Sync>;
 /// deactivates and unregisters it. Shared (`Arc`) so a signal handler can close it too.
 pub struct Node {
     fleet: Arc<Fleet>,
-    pub node_id: u64,
+    /// Changes when [`Node::reregister`] replaces a registration the SuperLink forgot.
+    id: Arc<AtomicU64>,
+    heartbeat_interval: f64,
     heartbeat: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
     closed: AtomicBool,
 }
@@ -434,27 +446,34 @@ impl Node {
                 "the heartbeat interval must be 10–1800 s (Flower's bounds), got {heartbeat_interval}"
             )));
         }
-        let registered = fleet.register()?;
-        let node_id = match fleet.activate(heartbeat_interval) {
-            Ok(id) => id,
-            Err(e) => {
-                // Leave no registered but never active node behind.
-                let _ = fleet.unregister(registered);
-                return Err(e);
-            }
-        };
+        let node_id = register_and_activate(&fleet, heartbeat_interval)?;
+        let id = Arc::new(AtomicU64::new(node_id));
         let (tx, rx) = mpsc::channel::<()>();
-        let hb_fleet = fleet.clone();
+        let (hb_fleet, hb_id) = (fleet.clone(), id.clone());
         let handle = std::thread::Builder::new()
             .name("flower-heartbeat".into())
-            .spawn(move || heartbeat_loop(&hb_fleet, node_id, heartbeat_interval, &rx, &warn))
+            .spawn(move || heartbeat_loop(&hb_fleet, &hb_id, heartbeat_interval, &rx, &warn))
             .map_err(|e| FlowerError::Config(format!("cannot start the heartbeat thread: {e}")))?;
         Ok(Node {
             fleet,
-            node_id,
+            id,
+            heartbeat_interval,
             heartbeat: Mutex::new(Some((tx, handle))),
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// The node id the SuperLink gave this node (a new one after [`Node::reregister`]).
+    pub fn node_id(&self) -> u64 {
+        self.id.load(Ordering::SeqCst)
+    }
+
+    /// Registers and activates again, for a SuperLink that no longer knows this node (restarted
+    /// without `--database`); the heartbeats follow the new id. Returns it.
+    pub fn reregister(&self) -> Result<u64> {
+        let node_id = register_and_activate(&self.fleet, self.heartbeat_interval)?;
+        self.id.store(node_id, Ordering::SeqCst);
+        Ok(node_id)
     }
 
     pub fn fleet(&self) -> &Fleet {
@@ -472,8 +491,8 @@ impl Node {
             drop(tx);
             let _ = handle.join();
         }
-        let d = self.fleet.deactivate(self.node_id);
-        let u = self.fleet.unregister(self.node_id);
+        let d = self.fleet.deactivate(self.node_id());
+        let u = self.fleet.unregister(self.node_id());
         self.closed.store(true, Ordering::SeqCst);
         d.and(u)
     }
@@ -485,10 +504,23 @@ impl Drop for Node {
     }
 }
 
-fn heartbeat_loop(fleet: &Fleet, node_id: u64, interval: f64, stop: &mpsc::Receiver<()>, warn: &WarningSink) {
+/// RegisterNode + ActivateNode; a node registered but not activated is unregistered again.
+fn register_and_activate(fleet: &Fleet, heartbeat_interval: f64) -> Result<u64> {
+    let registered = fleet.register()?;
+    match fleet.activate(heartbeat_interval) {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let _ = fleet.unregister(registered);
+            Err(e)
+        }
+    }
+}
+
+fn heartbeat_loop(fleet: &Fleet, id: &AtomicU64, interval: f64, stop: &mpsc::Receiver<()>, warn: &WarningSink) {
     let mut failures = 0u32;
     let mut n = 0u64;
     loop {
+        let node_id = id.load(Ordering::SeqCst);
         // 0.7–0.9 × the interval (Flower's own jitter), sooner after a failure.
         n = n
             .wrapping_mul(6364136223846793005)
@@ -584,5 +616,40 @@ mod tests {
         };
         assert_eq!((*attempts, *rpc), (3, "register-node"));
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+
+    /// A SuperLink that accepts connections but never answers: each attempt ends at the request
+    /// timeout and no attempt starts after `give_up_after`, however many retries are allowed.
+    #[test]
+    fn silent_superlink_is_given_up_on_in_bounded_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for c in listener.incoming().take(64) {
+                open.push(c);
+            }
+        });
+        let mut cfg = FleetConfig::new(&format!("127.0.0.1:{port}"), Tls::Insecure);
+        cfg.retries = 1000;
+        cfg.backoff = Duration::from_millis(50);
+        cfg.timeout = Duration::from_millis(300);
+        cfg.give_up_after = Duration::from_millis(1500);
+        let t = Instant::now();
+        let e = Fleet::new(cfg).unwrap().register().unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(1200) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+        let FlowerError::Unreachable { attempts, .. } = &e else {
+            panic!("{e}")
+        };
+        assert!((3..=8).contains(attempts), "{attempts} attempts");
+        assert!(
+            e.to_string().to_lowercase().contains("timeout") || e.to_string().contains("timed out"),
+            "{e}"
+        );
+        drop(held);
     }
 }

@@ -89,6 +89,14 @@ pub struct FlowerArgs {
     /// SuperLink is an error.
     #[arg(long, default_value_t = 6)]
     pub retries: u32,
+    /// Seconds one request may take: a SuperLink that accepts connections but never answers
+    /// costs at most this per attempt.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub request_timeout: f64,
+    /// Seconds after which no new attempt of a failing request starts: the longest a node
+    /// waits for a SuperLink that is down or silent before it stops with an error.
+    #[arg(long, default_value_t = 180.0, value_name = "SECONDS")]
+    pub give_up_after: f64,
     /// One JSON object per answered message on stdout (timings included).
     #[arg(long)]
     pub json: bool,
@@ -110,6 +118,14 @@ fn train_config(a: &FlowerArgs, ds: &Dataset, private: bool) -> Result<TrainConf
         ..TrainConfig::new(arch)
     };
     Ok(cfg)
+}
+
+/// A finite, positive number of seconds given on the command line.
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v < 1e9) {
+        bail!("{flag} must be a finite number of seconds > 0, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 fn tls(a: &FlowerArgs) -> Result<Tls> {
@@ -184,6 +200,8 @@ pub fn run(a: FlowerArgs) -> Result<()> {
     )?;
     let mut cfg = FleetConfig::new(&address, tls(&a)?);
     cfg.retries = a.retries;
+    cfg.timeout = seconds("--request-timeout", a.request_timeout)?;
+    cfg.give_up_after = seconds("--give-up-after", a.give_up_after)?;
     let fleet = Arc::new(Fleet::new(cfg)?);
     let url = fleet.url().to_string();
     let node = Arc::new(Node::connect(
@@ -199,7 +217,7 @@ pub fn run(a: FlowerArgs) -> Result<()> {
     eprintln!(
         "node {} joined {url} (Flower Fleet API, flwr {}): {} on {n_train} train / {n_eval} {} samples, model {}{}; \
          waiting for messages (Ctrl-C to leave)",
-        node.node_id,
+        node.node_id(),
         privpkt_flower::FLWR_VERSION,
         d.arch,
         eval_split.name(),
@@ -218,10 +236,10 @@ pub fn run(a: FlowerArgs) -> Result<()> {
     match closed {
         Ok(()) => eprintln!(
             "node {} left the federation (deactivated, unregistered) after {answered} messages in {:.0} s",
-            node.node_id,
+            node.node_id(),
             started.elapsed().as_secs_f64()
         ),
-        Err(e) => eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id),
+        Err(e) => eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id()),
     }
     if let Some(p) = &a.save_global {
         if p.exists() {
@@ -246,11 +264,11 @@ fn install_signal_handler(stop: Arc<AtomicBool>, node: Arc<Node>) {
         eprintln!("stopping: leaving the federation");
         std::thread::sleep(Duration::from_secs(2));
         if let Err(e) = node.close() {
-            eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id);
+            eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id());
         } else {
             eprintln!(
                 "node {} left the federation (deactivated, unregistered) while busy",
-                node.node_id
+                node.node_id()
             );
         }
         std::process::exit(0);

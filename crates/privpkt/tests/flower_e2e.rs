@@ -644,6 +644,14 @@ fn bad_settings_are_refused_before_connecting() {
     assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--heartbeat-interval", "5"]).contains("10–1800"));
     assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--eval-split", "train"]).contains("test or val"));
     assert!(run(&["--insecure"]).contains("--superlink"));
+    assert!(
+        run(&["--superlink", "127.0.0.1:1", "--insecure", "--request-timeout", "inf"])
+            .contains("--request-timeout must be a finite number of seconds > 0")
+    );
+    assert!(
+        run(&["--superlink", "127.0.0.1:1", "--insecure", "--give-up-after", "0"])
+            .contains("--give-up-after must be a finite number of seconds > 0")
+    );
     assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--rounds", "3"]).contains("add --dp"));
 }
 
@@ -815,4 +823,126 @@ fn flower_dp_wrappers_receive_clipped_updates() {
     assert_eq!(status, "finished:failed", "{log}\n{}", procs.dump());
     assert!(log.contains("every node's train reply was an error (2 of 2)"), "{log}");
     assert!(log.contains("does not fit this node"), "{log}");
+}
+
+/// Starts a SuperLink on `port` (with `--database db` when given) and waits for its port.
+fn start_superlink(procs: &mut Procs, venv: &Path, home: &Path, dir: &Path, port: u16, db: Option<&Path>) -> usize {
+    let mut cmd = Command::new(venv.join("bin/flower-superlink"));
+    cmd.args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--disable-runtime-dependency-installation")
+        .envs(flwr_env(venv, home))
+        .current_dir(dir);
+    if let Some(db) = db {
+        cmd.arg("--database").arg(db);
+    }
+    let link = procs.start("superlink", &mut cmd, true);
+    wait_for_port(port, procs, link);
+    link
+}
+
+/// Kills the SuperLink (its whole process group) and waits until it is gone.
+fn kill_superlink(procs: &mut Procs, link: usize) {
+    procs.signal(link, libc::SIGKILL);
+    let _ = procs.0[link].child.wait();
+}
+
+/// A SuperLink restarted with `--database` keeps its nodes; one restarted without it has
+/// forgotten them, and the node registers again and goes on. Both times a run completes.
+#[test]
+fn nodes_survive_superlink_restarts() {
+    let Some(venv) = venv() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write_dataset(&dir.join("a"), Kind::DeepPacket, 3, 40, 50);
+    let o = privpkt()
+        .args(["flower-client", "--data"])
+        .arg(dir.join("a"))
+        .arg("--export-initial")
+        .arg(dir.join("init"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let db = dir.join("superlink.db");
+    let mut procs = Procs::default();
+    let link = start_superlink(&mut procs, &venv, &home, dir, port, Some(&db));
+    let node = procs.start("a", &mut client(dir, "a", port, &["--give-up-after", "90"]), false);
+    procs.0[node]
+        .err
+        .wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(" joined http://127.0.0.1:")
+        });
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=1",
+        dir.join("init").display()
+    );
+
+    // Restarted with its database: the node is still known.
+    kill_superlink(&mut procs, link);
+    let link = start_superlink(&mut procs, &venv, &home, dir, port, Some(&db));
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert!(
+        !procs.0[node].err.text().contains("registered again"),
+        "{}",
+        procs.dump()
+    );
+
+    // Restarted without it: the node is forgotten, says so, registers again and trains.
+    kill_superlink(&mut procs, link);
+    start_superlink(&mut procs, &venv, &home, dir, port, None);
+    procs.0[node]
+        .err
+        .wait_for("re-registration line", Duration::from_secs(60), |l| {
+            l.contains("no longer knows node") && l.contains("registered again as node")
+        });
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    let trains = json_lines(&procs.0[node].out)
+        .into_iter()
+        .filter(|r| r["type"] == "train" && r["error"].is_null())
+        .count();
+    assert_eq!(trains, 2, "{}", procs.0[node].out.text());
+}
+
+/// A SuperLink that accepts connections and never answers: the node gives up after
+/// --give-up-after with an error that says so, instead of hanging for many minutes.
+#[test]
+fn silent_superlink_is_an_error_in_bounded_time() {
+    let d = tempfile::tempdir().unwrap();
+    write_dataset(&d.path().join("a"), Kind::DeepPacket, 3, 20, 60);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for c in listener.incoming().take(64) {
+            open.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let t = Instant::now();
+    let o = client(
+        d.path(),
+        "a",
+        port,
+        &["--request-timeout", "0.5", "--give-up-after", "2"],
+    )
+    .output()
+    .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(took < Duration::from_secs(30), "{took:?}: {err}");
+    assert!(
+        err.contains(&format!("cannot reach the SuperLink at http://127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
 }
