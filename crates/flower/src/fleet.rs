@@ -115,12 +115,23 @@ pub struct Fleet {
     agent: ureq::Agent,
     base: String,
     key: NodeKey,
+    /// The key came from a file: it may be registered by the operator (`flwr supernode
+    /// register`), so the node activates it instead of registering itself.
+    persistent: bool,
     cfg: FleetConfig,
 }
 
 impl Fleet {
     /// A client with a fresh node key; nothing is sent yet.
     pub fn new(cfg: FleetConfig) -> Result<Fleet> {
+        let mut f = Fleet::with_key(cfg, NodeKey::generate())?;
+        f.persistent = false;
+        Ok(f)
+    }
+
+    /// A client with the given node key (a persistent identity, for a SuperLink that admits
+    /// only registered keys).
+    pub fn with_key(cfg: FleetConfig, key: NodeKey) -> Result<Fleet> {
         let base = base_url(&cfg.address, &cfg.tls)?;
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -152,7 +163,8 @@ impl Fleet {
         Ok(Fleet {
             agent: builder.build().into(),
             base,
-            key: NodeKey::generate(),
+            key,
+            persistent: true,
             cfg,
         })
     }
@@ -430,6 +442,9 @@ pub type WarningSink = Arc<dyn Fn(String) + Send + Sync>;
 /// deactivates and unregisters it. Shared (`Arc`) so a signal handler can close it too.
 pub struct Node {
     fleet: Arc<Fleet>,
+    /// The node registered its key itself (and so unregisters it when leaving); false for a
+    /// key the operator registered, which stays registered.
+    self_registered: AtomicBool,
     /// Changes when [`Node::reregister`] replaces a registration the SuperLink forgot.
     id: Arc<AtomicU64>,
     heartbeat_interval: f64,
@@ -446,7 +461,7 @@ impl Node {
                 "the heartbeat interval must be 10–1800 s (Flower's bounds), got {heartbeat_interval}"
             )));
         }
-        let node_id = register_and_activate(&fleet, heartbeat_interval)?;
+        let (node_id, self_registered) = join(&fleet, heartbeat_interval)?;
         let id = Arc::new(AtomicU64::new(node_id));
         let (tx, rx) = mpsc::channel::<()>();
         let (hb_fleet, hb_id) = (fleet.clone(), id.clone());
@@ -456,6 +471,7 @@ impl Node {
             .map_err(|e| FlowerError::Config(format!("cannot start the heartbeat thread: {e}")))?;
         Ok(Node {
             fleet,
+            self_registered: AtomicBool::new(self_registered),
             id,
             heartbeat_interval,
             heartbeat: Mutex::new(Some((tx, handle))),
@@ -471,13 +487,20 @@ impl Node {
     /// Registers and activates again, for a SuperLink that no longer knows this node (restarted
     /// without `--database`); the heartbeats follow the new id. Returns it.
     pub fn reregister(&self) -> Result<u64> {
-        let node_id = register_and_activate(&self.fleet, self.heartbeat_interval)?;
+        let (node_id, self_registered) = join(&self.fleet, self.heartbeat_interval)?;
+        self.self_registered.store(self_registered, Ordering::SeqCst);
         self.id.store(node_id, Ordering::SeqCst);
         Ok(node_id)
     }
 
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
+    }
+
+    /// Whether the node registered its key itself (a fresh key, or one the SuperLink let it
+    /// register), rather than using a registration made by the operator.
+    pub fn self_registered(&self) -> bool {
+        self.self_registered.load(Ordering::SeqCst)
     }
 
     /// Stops the heartbeat, deactivates and unregisters the node. Only the first call acts; a
@@ -492,7 +515,13 @@ impl Node {
             let _ = handle.join();
         }
         let d = self.fleet.deactivate(self.node_id());
-        let u = self.fleet.unregister(self.node_id());
+        // A key the operator registered stays registered (the SuperLink refuses to unregister
+        // it over the Fleet API anyway); a self-registered one is removed.
+        let u = if self.self_registered.load(Ordering::SeqCst) {
+            self.fleet.unregister(self.node_id())
+        } else {
+            Ok(())
+        };
         self.closed.store(true, Ordering::SeqCst);
         d.and(u)
     }
@@ -501,6 +530,32 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Joins as Flower's own SuperNode does: a fresh key registers itself, then activates; a key from
+/// a file is activated first (the operator may have registered it), and registers itself only
+/// where the SuperLink does not know it and allows self-registration. Returns the node id and
+/// whether the node registered itself.
+fn join(fleet: &Fleet, heartbeat_interval: f64) -> Result<(u64, bool)> {
+    if !fleet.persistent {
+        return Ok((register_and_activate(fleet, heartbeat_interval)?, true));
+    }
+    let not_known = match fleet.activate(heartbeat_interval) {
+        Ok(id) => return Ok((id, false)),
+        Err(e @ FlowerError::Http { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    match register_and_activate(fleet, heartbeat_interval) {
+        Ok(id) => Ok((id, true)),
+        Err(FlowerError::Http {
+            status: 412, detail, ..
+        }) => Err(FlowerError::Config(format!(
+            "the SuperLink admits only registered nodes, and this node's key is not registered ({detail}; \
+             activating it: {not_known}). The federation's operator registers it with `flwr supernode register \
+             KEY.pub`, KEY being the --node-key file"
+        ))),
+        Err(e) => Err(e),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use privpkt_dataset::{Dataset, Split};
+use privpkt_flower::auth::NodeKey;
 use privpkt_flower::client::{Report, Timing};
 use privpkt_flower::fleet::Node;
 use privpkt_flower::records::Metric;
@@ -22,11 +23,12 @@ use crate::trainargs::{arch_or_default, LocalOptimizerArgs};
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "Speaks Flower's Fleet API (flwr 1.40, protobuf over HTTP) directly: no Python on this \
-machine. The node registers with a fresh P-256 key, sends heartbeats while it trains, and answers `train` \
+machine. The node registers with its P-256 key (--node-key FILE, made by `privpkt flower-key FILE`; a fresh one \
+per process without it), sends heartbeats while it trains, and answers `train` \
 messages (local epochs on the --data train split; replies the weights, `num-examples` and train_loss, plus ε with \
 --dp) and `evaluate` messages (the --eval-split: eval_loss, eval_acc, eval_macro_f1). Arrays that do not fit the \
 local model get an error reply naming the tensor. Server config keys read: local-epochs, lr, server-round, \
-privpkt-model. Ctrl-C (or SIGTERM) deactivates and unregisters the node.\n\nExamples:\n  privpkt flower-client \
+privpkt-model, clipping_norm (Flower's client-side DP clipping). Ctrl-C (or SIGTERM) deactivates and unregisters the node.\n\nExamples:\n  privpkt flower-client \
 --data ds --export-initial init            # initial weights for the ServerApp\n  privpkt flower-client --data ds \
 --superlink 10.0.0.5:8000 --root-certificates ca.pem --save-global global.safetensors\n  privpkt flower-client \
 --data ds --superlink 127.0.0.1:8000 --insecure --dp --epsilon 8 --rounds 10"
@@ -45,6 +47,11 @@ pub struct FlowerArgs {
     /// without --insecure, public CAs are trusted.
     #[arg(long)]
     pub root_certificates: Option<PathBuf>,
+    /// The node's persistent identity: a P-256 private key in PEM, readable by its owner only
+    /// (`privpkt flower-key FILE` makes one). Needed to join a SuperLink started with
+    /// --enable-supernode-auth, after `flwr supernode register FILE.pub`.
+    #[arg(long, value_name = "FILE")]
+    pub node_key: Option<PathBuf>,
     /// Write the model's initial weights for the ServerApp (0.npy, 1.npy, … and model.json)
     /// to this directory and exit.
     #[arg(long)]
@@ -118,6 +125,15 @@ fn train_config(a: &FlowerArgs, ds: &Dataset, private: bool) -> Result<TrainConf
         ..TrainConfig::new(arch)
     };
     Ok(cfg)
+}
+
+/// What leaving did: a key the operator registered stays registered.
+fn sign_off(node: &Node) -> &'static str {
+    if node.self_registered() {
+        "deactivated, unregistered"
+    } else {
+        "deactivated; its key stays registered"
+    }
 }
 
 /// A finite, positive number of seconds given on the command line.
@@ -202,7 +218,10 @@ pub fn run(a: FlowerArgs) -> Result<()> {
     cfg.retries = a.retries;
     cfg.timeout = seconds("--request-timeout", a.request_timeout)?;
     cfg.give_up_after = seconds("--give-up-after", a.give_up_after)?;
-    let fleet = Arc::new(Fleet::new(cfg)?);
+    let fleet = Arc::new(match &a.node_key {
+        Some(path) => Fleet::with_key(cfg, NodeKey::load_file(path)?)?,
+        None => Fleet::new(cfg)?,
+    });
     let url = fleet.url().to_string();
     let node = Arc::new(Node::connect(
         fleet,
@@ -235,8 +254,9 @@ pub fn run(a: FlowerArgs) -> Result<()> {
     let answered = served?;
     match closed {
         Ok(()) => eprintln!(
-            "node {} left the federation (deactivated, unregistered) after {answered} messages in {:.0} s",
+            "node {} left the federation ({}) after {answered} messages in {:.0} s",
             node.node_id(),
+            sign_off(&node),
             started.elapsed().as_secs_f64()
         ),
         Err(e) => eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id()),
@@ -267,8 +287,9 @@ fn install_signal_handler(stop: Arc<AtomicBool>, node: Arc<Node>) {
             eprintln!("warning: node {} could not sign off cleanly: {e}", node.node_id());
         } else {
             eprintln!(
-                "node {} left the federation (deactivated, unregistered) while busy",
-                node.node_id()
+                "node {} left the federation ({}) while busy",
+                node.node_id(),
+                sign_off(&node)
             );
         }
         std::process::exit(0);
@@ -388,4 +409,29 @@ fn json_line(r: &Report) -> serde_json::Value {
         "bytes_in": t.bytes_in,
         "bytes_out": t.bytes_out,
     })
+}
+
+/// `privpkt flower-key`: a node identity for a SuperLink that admits only registered keys.
+#[derive(Args, Debug, Clone)]
+#[command(
+    after_help = "Writes FILE (the P-256 private key, PKCS#8 PEM, mode 600) and FILE.pub (its public \
+half in OpenSSH format). Neither is ever replaced. Then:\n  flwr supernode register FILE.pub [SUPERLINK]   # \
+the federation's operator, once per organisation\n  privpkt flower-client --node-key FILE --superlink HOST:PORT \
+...\n\nA SuperLink started with --enable-supernode-auth refuses nodes whose key is not registered. Keep FILE on \
+the node's machine only: whoever holds it can join as this organisation."
+)]
+pub struct FlowerKeyArgs {
+    /// Where to write the private key (its public half goes to FILE.pub).
+    pub file: PathBuf,
+}
+
+pub fn run_key(a: FlowerKeyArgs) -> Result<()> {
+    let (_, public) = NodeKey::create_file(&a.file)?;
+    println!(
+        "node key: {} (private, mode 600)\npublic key: {}\nregister it: flwr supernode register {} [SUPERLINK]",
+        a.file.display(),
+        public.display(),
+        public.display()
+    );
+    Ok(())
 }

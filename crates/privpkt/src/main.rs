@@ -41,6 +41,8 @@ enum Cmd {
     Federate(cmd_federate::FederateArgs),
     /// Join a federation run by Flower's own server (flwr ≥ 1.40) as one organisation's node.
     FlowerClient(cmd_flower::FlowerArgs),
+    /// Make a node key for `flower-client --node-key` (and its public half for `flwr supernode register`).
+    FlowerKey(cmd_flower::FlowerKeyArgs),
     /// ε of a DP-SGD/DP-FedAvg setting under the RDP and PRV accountants, or σ for a target ε.
     Privacy(cmd_privacy::PrivacyArgs),
     /// Membership inference (loss, Shokri, LiRA) against a trained model: does it leak its training flows?
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Cmd::Classify(a) => cmd_classify::run(a),
         Cmd::Federate(a) => cmd_federate::run(a),
         Cmd::FlowerClient(a) => cmd_flower::run(a),
+        Cmd::FlowerKey(a) => cmd_flower::run_key(a),
         Cmd::Privacy(a) => cmd_privacy::run(a),
         Cmd::Attack(a) => cmd_attack::run(a),
         Cmd::Audit(a) => cmd_audit::run(a),

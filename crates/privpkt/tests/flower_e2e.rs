@@ -946,3 +946,129 @@ fn silent_superlink_is_an_error_in_bounded_time() {
     );
     assert!(err.contains("timeout") || err.contains("timed out"), "{err}");
 }
+
+/// A SuperLink with `--enable-supernode-auth` (which needs TLS) admits only keys the operator
+/// registered with `flwr supernode register`: a node with a registered `--node-key` joins and
+/// leaves it registered; one with another key is refused with an error that says how to
+/// register it; a key file others can read is refused before connecting.
+#[test]
+fn only_registered_node_keys_join() {
+    let Some(venv) = venv() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-c", MAKE_CERTS])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    write_dataset(&dir.join("ds"), Kind::DeepPacket, 3, 20, 2);
+    for key in ["admitted.key", "stranger.key"] {
+        let o = privpkt().arg("flower-key").arg(dir.join(key)).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("flwr supernode register"));
+    }
+    let again = privpkt()
+        .arg("flower-key")
+        .arg(dir.join("admitted.key"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\nroot-certificates = \"{}\"\n",
+            dir.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut procs = Procs::default();
+    let link = procs.start(
+        "superlink",
+        Command::new(venv.join("bin/flower-superlink"))
+            .args([
+                "--ssl-ca-certfile",
+                "ca.pem",
+                "--ssl-certfile",
+                "server.pem",
+                "--ssl-keyfile",
+                "server.key",
+            ])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--enable-supernode-auth",
+            ])
+            .arg("--disable-runtime-dependency-installation")
+            .envs(flwr_env(&venv, &home))
+            .current_dir(dir),
+        true,
+    );
+    wait_for_port(port, &mut procs, link);
+    let reg = flwr(
+        &venv,
+        &home,
+        &[
+            "supernode",
+            "register",
+            dir.join("admitted.key.pub").to_str().unwrap(),
+            "e2e",
+        ],
+    );
+    assert!(
+        reg.status.success(),
+        "flwr supernode register: {}{}",
+        String::from_utf8_lossy(&reg.stdout),
+        String::from_utf8_lossy(&reg.stderr)
+    );
+    let node = |key: &str| {
+        let mut c = privpkt();
+        c.args(["flower-client", "--data"])
+            .arg(dir.join("ds"))
+            .args(["--superlink", &format!("127.0.0.1:{port}"), "--root-certificates"])
+            .arg(dir.join("ca.pem"))
+            .arg("--node-key")
+            .arg(dir.join(key))
+            .args(["--retries", "1"]);
+        c
+    };
+    let good = procs.start("admitted", &mut node("admitted.key"), false);
+    procs.0[good]
+        .err
+        .wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(&format!(" joined https://127.0.0.1:{port}"))
+        });
+    procs.signal(good, libc::SIGINT);
+    let end = Instant::now() + Duration::from_secs(15);
+    while matches!(procs.0[good].child.try_wait(), Ok(None)) {
+        assert!(Instant::now() < end, "the node did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    procs.0[good]
+        .err
+        .wait_for("sign-off line", Duration::from_secs(5), |l| {
+            l.contains("left the federation (deactivated; its key stays registered)")
+        });
+
+    let o = node("stranger.key").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("admits only registered nodes, and this node's key is not registered")
+            && err.contains("flwr supernode register"),
+        "{err}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("stranger.key"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = node("stranger.key").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("can be read by other users (mode 640)"), "{err}");
+}
