@@ -169,6 +169,26 @@ impl Fleet {
         })
     }
 
+    /// The SuperLink's own flwr version, as its HTTP API describes itself (`/openapi.json`,
+    /// `info.version`); `None` when it does not say (one quick attempt, never an error).
+    pub fn server_version(&self) -> Option<String> {
+        let mut resp = self
+            .agent
+            .get(format!("{}/openapi.json", self.base))
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()
+            .ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        let body = resp.body_mut().with_config().limit(4 << 20).read_to_vec().ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let version = v.get("info")?.get("version")?.as_str()?;
+        (!version.is_empty() && version.len() < 40).then(|| version.to_string())
+    }
+
     /// The base URL requests go to.
     pub fn url(&self) -> &str {
         &self.base

@@ -33,6 +33,10 @@ pub use records::{Array, ArrayRecord, ConfigRecord, MetricRecord, Record, Record
 /// The flwr release whose protocol and `.proto` schema this crate implements.
 pub const FLWR_VERSION: &str = "1.40.0";
 
+/// flwr release series whose SuperLink this crate is tested against (their protos are
+/// byte-identical).
+pub const SUPPORTED_FLWR: [&str; 3] = ["1.40.", "1.41.", "1.42."];
+
 /// prost types of Flower's `flwr.proto` package (vendored from flwr 1.40.0, Apache-2.0).
 #[allow(clippy::all, missing_docs)]
 pub mod proto {

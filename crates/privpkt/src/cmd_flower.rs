@@ -233,11 +233,21 @@ pub fn run(a: FlowerArgs) -> Result<()> {
 
     let (n_train, n_eval) = trainer.sizes();
     let d = trainer.description();
+    let server = node.fleet().server_version();
+    if let Some(v) = &server {
+        if !privpkt_flower::SUPPORTED_FLWR.iter().any(|s| v.starts_with(s)) {
+            eprintln!(
+                "warning: the SuperLink runs flwr {v}; this node speaks the Fleet API of flwr {} (tested: {})",
+                privpkt_flower::FLWR_VERSION,
+                privpkt_flower::SUPPORTED_FLWR.join(", ")
+            );
+        }
+    }
     eprintln!(
-        "node {} joined {url} (Flower Fleet API, flwr {}): {} on {n_train} train / {n_eval} {} samples, model {}{}; \
-         waiting for messages (Ctrl-C to leave)",
+        "node {} joined {url} (Flower Fleet API; SuperLink flwr {}): {} on {n_train} train / {n_eval} {} samples, \
+         model {}{}; waiting for messages (Ctrl-C to leave)",
         node.node_id(),
-        privpkt_flower::FLWR_VERSION,
+        server.as_deref().unwrap_or("version not reported"),
         d.arch,
         eval_split.name(),
         d.fingerprint,

@@ -47,9 +47,14 @@ fn skip_or_fail(why: String) -> Option<PathBuf> {
 
 /// A venv with flwr 1.40.0, made once and kept in the target directory (ignored by git).
 fn venv() -> Option<PathBuf> {
+    venv_with(FLWR)
+}
+
+/// A venv with flwr `version`, made once and kept in the target directory.
+fn venv_with(version: &str) -> Option<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _one_at_a_time = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = target_dir().join(format!("flwr-venv-{FLWR}"));
+    let dir = target_dir().join(format!("flwr-venv-{version}"));
     let ready = dir.join(".privpkt-ready");
     if ready.exists() {
         return Some(dir);
@@ -68,17 +73,17 @@ fn venv() -> Option<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            &format!("flwr=={FLWR}"),
+            &format!("flwr=={version}"),
         ]))
     });
     match made {
         Ok(()) => {
-            std::fs::write(&ready, FLWR).unwrap();
+            std::fs::write(&ready, version).unwrap();
             Some(dir)
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
-            skip_or_fail(format!("no Python venv with flwr=={FLWR}: {e}"))
+            skip_or_fail(format!("no Python venv with flwr=={version}: {e}"))
         }
     }
 }
@@ -1071,4 +1076,60 @@ fn only_registered_node_keys_join() {
     let o = node("stranger.key").output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("can be read by other users (mode 640)"), "{err}");
+}
+
+/// The newest flwr the registry serves here, 1.42.0: two privpkt nodes join (and report the
+/// SuperLink's own version), train and evaluate two rounds of the app's FedAvg, and the run
+/// completes.
+#[test]
+fn federation_on_flwr_1_42() {
+    let Some(venv) = venv_with("1.42.0") else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        write_dataset(&dir.join(name), Kind::DeepPacket, 3, 40, 70 + i as u64);
+    }
+    let o = privpkt()
+        .args(["flower-client", "--data"])
+        .arg(dir.join("a"))
+        .arg("--export-initial")
+        .arg(dir.join("init"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let mut procs = Procs::default();
+    start_superlink(&mut procs, &venv, &home, dir, port, None);
+    let nodes: Vec<usize> = ["a", "b"]
+        .iter()
+        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
+        .collect();
+    for &i in &nodes {
+        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
+            l.contains(" joined http://127.0.0.1:") && l.contains("SuperLink flwr 1.42.0")
+        });
+    }
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=2 min-nodes=2",
+        dir.join("init").display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    for &i in &nodes {
+        let replies = json_lines(&procs.0[i].out);
+        let ok = |t: &str| {
+            replies
+                .iter()
+                .filter(|r| r["type"] == t && r["error"].is_null())
+                .count()
+        };
+        assert_eq!((ok("train"), ok("evaluate")), (2, 2), "{}", procs.0[i].out.text());
+    }
 }
