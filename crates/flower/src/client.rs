@@ -16,6 +16,9 @@ use crate::objects::{deflate_message, inflate_message, object_id, post_order};
 use crate::proto;
 use crate::records::{metric_record, ArrayRecord, ConfigRecord, Metric, Record, RecordDict};
 
+/// Record key of Flower's SecAgg+ stage configuration (`secaggplus_constants.RECORD_KEY_CONFIGS`).
+pub const SECAGGPLUS_RECORD: &str = "secaggplus_configs";
+
 /// Error code of a reply whose ClientApp failed (flwr's `CLIENT_APP_RAISED_EXCEPTION`).
 pub const CLIENT_APP_RAISED_EXCEPTION: i64 = 2;
 
@@ -348,6 +351,14 @@ struct Outcome {
 
 fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDict>) -> Result<Outcome, String> {
     let content = content.ok_or("the message carries no content")?;
+    // Flower's SecAgg+ workflow adds this ConfigRecord to every stage's message. Training on it
+    // as a plain message would send the update unmasked, which the server promised it would not see.
+    if content.items.iter().any(|(k, _)| k == SECAGGPLUS_RECORD) {
+        return Err(format!(
+            "this node does not implement secure aggregation (SecAgg+, record `{SECAGGPLUS_RECORD}`); it refuses \
+             rather than send its update unmasked"
+        ));
+    }
     let arrays = content.array_record()?;
     let empty = ConfigRecord::default();
     let config = content.config_record()?.unwrap_or(&empty);
@@ -633,6 +644,17 @@ mod tests {
         assert!(call_client(&mut Fixed, "train", Some(&no_arrays))
             .unwrap_err()
             .contains("no ArrayRecord"));
+        // A SecAgg+ stage message is refused, never trained on as a plain one.
+        let mut secagg = content(1);
+        secagg.items.push((
+            SECAGGPLUS_RECORD.into(),
+            Record::Config(crate::records::config_record(vec![(
+                "stage",
+                proto::config_record_value::Value::String("setup".into()),
+            )])),
+        ));
+        let e = call_client(&mut Fixed, "train", Some(&secagg)).unwrap_err();
+        assert!(e.contains("does not implement secure aggregation (SecAgg+"), "{e}");
     }
 
     #[test]
