@@ -250,6 +250,44 @@ fn json_lines(lines: &Lines) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Writes `--export-initial` of dataset `ds` into `dir/out`; returns what it printed.
+fn export_initial(dir: &Path, ds: &str, out: &str) -> String {
+    let o = privpkt()
+        .args(["flower-client", "--data"])
+        .arg(dir.join(ds))
+        .arg("--export-initial")
+        .arg(dir.join(out))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A flwr home in `dir` whose config names the SuperLink on `port` "e2e" (plain HTTP, or
+/// HTTPS trusting `ca`).
+fn flwr_home(dir: &Path, port: u16, ca: Option<&Path>) -> PathBuf {
+    let home = dir.join("flwr-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let transport = match ca {
+        Some(ca) => format!("root-certificates = \"{}\"", ca.display()),
+        None => "insecure = true".into(),
+    };
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\n{transport}\n"),
+    )
+    .unwrap();
+    home
+}
+
+/// Waits for node `i` to say it joined over `scheme` (http or https).
+fn wait_joined(procs: &Procs, i: usize, scheme: &str) {
+    let want = format!(" joined {scheme}://127.0.0.1:");
+    procs.0[i]
+        .err
+        .wait_for("`joined` line", Duration::from_secs(60), |l| l.contains(&want));
+}
+
 fn client(dir: &Path, ds: &str, port: u16, extra: &[&str]) -> Command {
     let mut c = privpkt();
     c.args(["flower-client", "--data"])
@@ -281,35 +319,12 @@ fn flower_federation_end_to_end() {
     }
     write_dataset(&dir.join("misfit"), Kind::DeepPacket, 4, 40, 20);
     let init = dir.join("init");
-    let o = privpkt()
-        .args(["flower-client", "--data"])
-        .arg(dir.join("a"))
-        .arg("--export-initial")
-        .arg(&init)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("12 initial arrays of deeppacket-app (3 classes)"));
+    assert!(export_initial(dir, "a", "init").contains("12 initial arrays of deeppacket-app (3 classes)"));
 
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
     let port = free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
-    )
-    .unwrap();
+    let home = flwr_home(dir, port, None);
     let mut procs = Procs::default();
-    let link = procs.start(
-        "superlink",
-        Command::new(venv.join("bin/flower-superlink"))
-            .args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--disable-runtime-dependency-installation")
-            .envs(flwr_env(&venv, &home))
-            .current_dir(dir),
-        true,
-    );
-    wait_for_port(port, &mut procs, link);
+    start_superlink(&mut procs, &venv, &home, dir, port, &[]);
 
     let nodes: Vec<usize> = ["a", "b", "c"]
         .iter()
@@ -321,9 +336,7 @@ fn flower_federation_end_to_end() {
         .collect();
     let misfit = procs.start("misfit", &mut client(dir, "misfit", port, &[]), false);
     for &i in nodes.iter().chain([&misfit]) {
-        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(" joined http://127.0.0.1:")
-        });
+        wait_joined(&procs, i, "http");
     }
 
     let final_dir = dir.join("final");
@@ -332,30 +345,8 @@ fn flower_federation_end_to_end() {
         init.display(),
         final_dir.display()
     );
-    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flower");
     let fed_start = Instant::now();
-    let o = flwr(
-        &venv,
-        &home,
-        &[
-            "run",
-            app.to_str().unwrap(),
-            "e2e",
-            "--run-config",
-            &run_config,
-            "--format",
-            "json",
-        ],
-    );
-    let started: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "flwr run: {e}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    assert_eq!(started["success"], true, "{started}");
-    let run_id = started["run-id"].as_str().expect("run-id").to_string();
+    let run_id = start_run(&venv, &home, &run_config);
 
     // Node a dies after answering round 1's evaluate message.
     let a = nodes[0];
@@ -366,23 +357,8 @@ fn flower_federation_end_to_end() {
         });
     procs.signal(a, libc::SIGKILL);
 
-    let status = loop {
-        let o = flwr(&venv, &home, &["ls", "e2e", "--run-id", &run_id, "--format", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        let s = v["runs"][0]["status"].as_str().unwrap_or("").to_string();
-        if s.starts_with("finished:") {
-            break s;
-        }
-        assert!(
-            fed_start.elapsed() < Duration::from_secs(240),
-            "run {run_id} still `{s}` after 240 s:\n{}",
-            procs.dump()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    let (status, log) = wait_run(&venv, &home, &run_id, &procs);
     let fed_time = fed_start.elapsed();
-    let log = flwr(&venv, &home, &["log", &run_id, "e2e", "--show"]);
-    let log = String::from_utf8_lossy(&log.stdout).to_string();
     assert_eq!(status, "finished:completed", "server log:\n{log}\n{}", procs.dump());
 
     // The misfit's error replies were sent and reached the strategy.
@@ -530,6 +506,16 @@ for ca_name in ("ca", "other-ca"):
         open("server.key", "wb").write(sk.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 "#;
 
+/// Runs `MAKE_CERTS` in `dir`.
+fn make_certs(venv: &Path, dir: &Path) {
+    let o = Command::new(venv.join("bin/python"))
+        .args(["-c", MAKE_CERTS])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// HTTPS: a node trusting the SuperLink's private CA joins and signs off; one trusting
 /// another CA is refused with the certificate error.
 #[test]
@@ -537,35 +523,12 @@ fn https_with_a_private_ca() {
     let Some(venv) = venv() else { return };
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let o = Command::new(venv.join("bin/python"))
-        .args(["-c", MAKE_CERTS])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    make_certs(&venv, dir);
     write_dataset(&dir.join("ds"), Kind::DeepPacket, 3, 20, 1);
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
     let port = free_port();
+    let home = flwr_home(dir, port, Some(&dir.join("ca.pem")));
     let mut procs = Procs::default();
-    let link = procs.start(
-        "superlink",
-        Command::new(venv.join("bin/flower-superlink"))
-            .args([
-                "--ssl-ca-certfile",
-                "ca.pem",
-                "--ssl-certfile",
-                "server.pem",
-                "--ssl-keyfile",
-                "server.key",
-            ])
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--disable-runtime-dependency-installation")
-            .envs(flwr_env(&venv, &home))
-            .current_dir(dir),
-        true,
-    );
-    wait_for_port(port, &mut procs, link);
+    start_superlink(&mut procs, &venv, &home, dir, port, &TLS_ARGS);
     let node = |ca: &str| {
         let mut c = privpkt();
         c.args(["flower-client", "--data"])
@@ -576,11 +539,7 @@ fn https_with_a_private_ca() {
         c
     };
     let good = procs.start("node", &mut node("ca.pem"), false);
-    procs.0[good]
-        .err
-        .wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(&format!(" joined https://127.0.0.1:{port}"))
-        });
+    wait_joined(&procs, good, "https");
     procs.signal(good, libc::SIGINT);
     let end = Instant::now() + Duration::from_secs(15);
     while matches!(procs.0[good].child.try_wait(), Ok(None)) {
@@ -660,8 +619,8 @@ fn bad_settings_are_refused_before_connecting() {
     assert!(run(&["--superlink", "127.0.0.1:1", "--insecure", "--rounds", "3"]).contains("add --dp"));
 }
 
-/// Starts `flwr run` of the app with `run_config` and waits for the run's final status.
-fn run_to_end(venv: &Path, home: &Path, run_config: &str, procs: &Procs) -> (String, String) {
+/// Starts `flwr run` of the app with `run_config`; returns the run id.
+fn start_run(venv: &Path, home: &Path, run_config: &str) -> String {
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flower");
     let o = flwr(
         venv,
@@ -683,10 +642,15 @@ fn run_to_end(venv: &Path, home: &Path, run_config: &str, procs: &Procs) -> (Str
             String::from_utf8_lossy(&o.stderr)
         )
     });
-    let run_id = started["run-id"].as_str().expect("run-id").to_string();
+    assert_eq!(started["success"], true, "{started}");
+    started["run-id"].as_str().expect("run-id").to_string()
+}
+
+/// Waits (at most 240 s) for the run's final status; returns it with the ServerApp's log.
+fn wait_run(venv: &Path, home: &Path, run_id: &str, procs: &Procs) -> (String, String) {
     let t = Instant::now();
     let status = loop {
-        let o = flwr(venv, home, &["ls", "e2e", "--run-id", &run_id, "--format", "json"]);
+        let o = flwr(venv, home, &["ls", "e2e", "--run-id", run_id, "--format", "json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         let s = v["runs"][0]["status"].as_str().unwrap_or("").to_string();
         if s.starts_with("finished:") {
@@ -694,13 +658,19 @@ fn run_to_end(venv: &Path, home: &Path, run_config: &str, procs: &Procs) -> (Str
         }
         assert!(
             t.elapsed() < Duration::from_secs(240),
-            "run {run_id} still `{s}`:\n{}",
+            "run {run_id} still `{s}` after 240 s:\n{}",
             procs.dump()
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    let log = flwr(venv, home, &["log", &run_id, "e2e", "--show"]);
+    let log = flwr(venv, home, &["log", run_id, "e2e", "--show"]);
     (status, String::from_utf8_lossy(&log.stdout).to_string())
+}
+
+/// Starts a run and waits for its final status and log.
+fn run_to_end(venv: &Path, home: &Path, run_config: &str, procs: &Procs) -> (String, String) {
+    let run_id = start_run(venv, home, run_config);
+    wait_run(venv, home, &run_id, procs)
 }
 
 /// Flower's own DP wrappers around privpkt nodes: with client-side fixed clipping every update
@@ -716,43 +686,18 @@ fn flower_dp_wrappers_receive_clipped_updates() {
         write_dataset(&dir.join(name), Kind::DeepPacket, 3, 60, 30 + i as u64);
     }
     write_dataset(&dir.join("four"), Kind::DeepPacket, 4, 30, 40);
-    for (ds, out) in [("a", "init"), ("four", "init4")] {
-        let o = privpkt()
-            .args(["flower-client", "--data"])
-            .arg(dir.join(ds))
-            .arg("--export-initial")
-            .arg(dir.join(out))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
+    export_initial(dir, "a", "init");
+    export_initial(dir, "four", "init4");
     let port = free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
-    )
-    .unwrap();
+    let home = flwr_home(dir, port, None);
     let mut procs = Procs::default();
-    let link = procs.start(
-        "superlink",
-        Command::new(venv.join("bin/flower-superlink"))
-            .args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--disable-runtime-dependency-installation")
-            .envs(flwr_env(&venv, &home))
-            .current_dir(dir),
-        true,
-    );
-    wait_for_port(port, &mut procs, link);
+    start_superlink(&mut procs, &venv, &home, dir, port, &[]);
     let nodes: Vec<usize> = ["a", "b"]
         .iter()
         .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
         .collect();
     for &i in &nodes {
-        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(" joined http://127.0.0.1:")
-        });
+        wait_joined(&procs, i, "http");
     }
 
     // 1. Client-side fixed clipping at 0.01: unclipped updates are ~100× larger.
@@ -830,16 +775,28 @@ fn flower_dp_wrappers_receive_clipped_updates() {
     assert!(log.contains("does not fit this node"), "{log}");
 }
 
-/// Starts a SuperLink on `port` (with `--database db` when given) and waits for its port.
-fn start_superlink(procs: &mut Procs, venv: &Path, home: &Path, dir: &Path, port: u16, db: Option<&Path>) -> usize {
+/// The SuperLink's TLS settings with the certificates `MAKE_CERTS` writes.
+const TLS_ARGS: [&str; 6] = [
+    "--ssl-ca-certfile",
+    "ca.pem",
+    "--ssl-certfile",
+    "server.pem",
+    "--ssl-keyfile",
+    "server.key",
+];
+
+/// Starts a SuperLink on `port` with `args` (plain HTTP unless they set up TLS), in `dir`, and
+/// waits for its port.
+fn start_superlink(procs: &mut Procs, venv: &Path, home: &Path, dir: &Path, port: u16, args: &[&str]) -> usize {
     let mut cmd = Command::new(venv.join("bin/flower-superlink"));
-    cmd.args(["--insecure", "--host", "127.0.0.1", "--port", &port.to_string()])
+    if !args.contains(&"--ssl-certfile") {
+        cmd.arg("--insecure");
+    }
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
         .arg("--disable-runtime-dependency-installation")
         .envs(flwr_env(venv, home))
         .current_dir(dir);
-    if let Some(db) = db {
-        cmd.arg("--database").arg(db);
-    }
     let link = procs.start("superlink", &mut cmd, true);
     wait_for_port(port, procs, link);
     link
@@ -859,31 +816,21 @@ fn nodes_survive_superlink_restarts() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     write_dataset(&dir.join("a"), Kind::DeepPacket, 3, 40, 50);
-    let o = privpkt()
-        .args(["flower-client", "--data"])
-        .arg(dir.join("a"))
-        .arg("--export-initial")
-        .arg(dir.join("init"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
+    export_initial(dir, "a", "init");
     let port = free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
-    )
-    .unwrap();
+    let home = flwr_home(dir, port, None);
     let db = dir.join("superlink.db");
     let mut procs = Procs::default();
-    let link = start_superlink(&mut procs, &venv, &home, dir, port, Some(&db));
+    let link = start_superlink(
+        &mut procs,
+        &venv,
+        &home,
+        dir,
+        port,
+        &["--database", db.to_str().unwrap()],
+    );
     let node = procs.start("a", &mut client(dir, "a", port, &["--give-up-after", "90"]), false);
-    procs.0[node]
-        .err
-        .wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(" joined http://127.0.0.1:")
-        });
+    wait_joined(&procs, node, "http");
     let cfg = format!(
         "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=1",
         dir.join("init").display()
@@ -891,7 +838,14 @@ fn nodes_survive_superlink_restarts() {
 
     // Restarted with its database: the node is still known.
     kill_superlink(&mut procs, link);
-    let link = start_superlink(&mut procs, &venv, &home, dir, port, Some(&db));
+    let link = start_superlink(
+        &mut procs,
+        &venv,
+        &home,
+        dir,
+        port,
+        &["--database", db.to_str().unwrap()],
+    );
     let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
     assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
     assert!(
@@ -902,7 +856,7 @@ fn nodes_survive_superlink_restarts() {
 
     // Restarted without it: the node is forgotten, says so, registers again and trains.
     kill_superlink(&mut procs, link);
-    start_superlink(&mut procs, &venv, &home, dir, port, None);
+    start_superlink(&mut procs, &venv, &home, dir, port, &[]);
     procs.0[node]
         .err
         .wait_for("re-registration line", Duration::from_secs(60), |l| {
@@ -961,12 +915,7 @@ fn only_registered_node_keys_join() {
     let Some(venv) = venv() else { return };
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let o = Command::new(venv.join("bin/python"))
-        .args(["-c", MAKE_CERTS])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    make_certs(&venv, dir);
     write_dataset(&dir.join("ds"), Kind::DeepPacket, 3, 20, 2);
     for key in ["admitted.key", "stranger.key"] {
         let o = privpkt().arg("flower-key").arg(dir.join(key)).output().unwrap();
@@ -981,42 +930,11 @@ fn only_registered_node_keys_join() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
     let port = free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
-            "[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\nroot-certificates = \"{}\"\n",
-            dir.join("ca.pem").display()
-        ),
-    )
-    .unwrap();
+    let home = flwr_home(dir, port, Some(&dir.join("ca.pem")));
     let mut procs = Procs::default();
-    let link = procs.start(
-        "superlink",
-        Command::new(venv.join("bin/flower-superlink"))
-            .args([
-                "--ssl-ca-certfile",
-                "ca.pem",
-                "--ssl-certfile",
-                "server.pem",
-                "--ssl-keyfile",
-                "server.key",
-            ])
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--enable-supernode-auth",
-            ])
-            .arg("--disable-runtime-dependency-installation")
-            .envs(flwr_env(&venv, &home))
-            .current_dir(dir),
-        true,
-    );
-    wait_for_port(port, &mut procs, link);
+    let args = [&TLS_ARGS[..], &["--enable-supernode-auth"]].concat();
+    start_superlink(&mut procs, &venv, &home, dir, port, &args);
     let reg = flwr(
         &venv,
         &home,
@@ -1045,11 +963,7 @@ fn only_registered_node_keys_join() {
         c
     };
     let good = procs.start("admitted", &mut node("admitted.key"), false);
-    procs.0[good]
-        .err
-        .wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(&format!(" joined https://127.0.0.1:{port}"))
-        });
+    wait_joined(&procs, good, "https");
     procs.signal(good, libc::SIGINT);
     let end = Instant::now() + Duration::from_secs(15);
     while matches!(procs.0[good].child.try_wait(), Ok(None)) {
@@ -1089,24 +1003,11 @@ fn federation_on_flwr_1_42() {
     for (i, name) in ["a", "b"].iter().enumerate() {
         write_dataset(&dir.join(name), Kind::DeepPacket, 3, 40, 70 + i as u64);
     }
-    let o = privpkt()
-        .args(["flower-client", "--data"])
-        .arg(dir.join("a"))
-        .arg("--export-initial")
-        .arg(dir.join("init"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let home = dir.join("flwr-home");
-    std::fs::create_dir_all(&home).unwrap();
+    export_initial(dir, "a", "init");
     let port = free_port();
-    std::fs::write(
-        home.join("config.toml"),
-        format!("[superlink]\ndefault = \"e2e\"\n\n[superlink.e2e]\naddress = \"127.0.0.1:{port}\"\ninsecure = true\n"),
-    )
-    .unwrap();
+    let home = flwr_home(dir, port, None);
     let mut procs = Procs::default();
-    start_superlink(&mut procs, &venv, &home, dir, port, None);
+    start_superlink(&mut procs, &venv, &home, dir, port, &[]);
     let nodes: Vec<usize> = ["a", "b"]
         .iter()
         .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
