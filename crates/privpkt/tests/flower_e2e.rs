@@ -280,6 +280,16 @@ fn flwr_home(dir: &Path, port: u16, ca: Option<&Path>) -> PathBuf {
     home
 }
 
+/// Ctrl-C to node `i`, and waits (at most 15 s) until it has exited.
+fn interrupt(procs: &mut Procs, i: usize) {
+    procs.signal(i, libc::SIGINT);
+    let end = Instant::now() + Duration::from_secs(15);
+    while matches!(procs.0[i].child.try_wait(), Ok(None)) {
+        assert!(Instant::now() < end, "{} did not stop after Ctrl-C", procs.0[i].name);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits for node `i` to say it joined over `scheme` (http or https).
 fn wait_joined(procs: &Procs, i: usize, scheme: &str) {
     let want = format!(" joined {scheme}://127.0.0.1:");
@@ -540,12 +550,7 @@ fn https_with_a_private_ca() {
     };
     let good = procs.start("node", &mut node("ca.pem"), false);
     wait_joined(&procs, good, "https");
-    procs.signal(good, libc::SIGINT);
-    let end = Instant::now() + Duration::from_secs(15);
-    while matches!(procs.0[good].child.try_wait(), Ok(None)) {
-        assert!(Instant::now() < end, "the node did not stop after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    interrupt(&mut procs, good);
     assert!(procs.0[good].child.wait().unwrap().success());
     procs.0[good]
         .err
@@ -964,12 +969,7 @@ fn only_registered_node_keys_join() {
     };
     let good = procs.start("admitted", &mut node("admitted.key"), false);
     wait_joined(&procs, good, "https");
-    procs.signal(good, libc::SIGINT);
-    let end = Instant::now() + Duration::from_secs(15);
-    while matches!(procs.0[good].child.try_wait(), Ok(None)) {
-        assert!(Instant::now() < end, "the node did not stop after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    interrupt(&mut procs, good);
     procs.0[good]
         .err
         .wait_for("sign-off line", Duration::from_secs(5), |l| {
