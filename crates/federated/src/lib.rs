@@ -18,7 +18,9 @@ use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::modelfile::HistorySummary;
 use privpkt_nn::train::{evaluate, local_dp_epochs, local_epochs, LocalDp};
 use privpkt_nn::{load_split, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
-use privpkt_privacy::{calibrate_sigma, epsilon_after, privacy_report, run_keys, AccountantKind, NoiseGenerator};
+use privpkt_privacy::{
+    calibrate_sigma, epsilon_after, measure_update, privacy_report, run_keys, AccountantKind, NoiseGenerator,
+};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -671,18 +673,9 @@ impl ClientDpRun {
         let mut sum: Vec<Vec<f32>> = global.values.iter().map(|v| vec![0f32; v.len()]).collect();
         let mut clipped = 0;
         for (_, w, _) in updates {
-            let norm = w
-                .iter()
-                .zip(&global.values)
-                .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)))
-                .sum::<f64>()
-                .sqrt();
-            let c = if norm > self.cfg.clip {
-                self.cfg.clip / norm
-            } else {
-                1.0
-            };
-            clipped += usize::from(c < 1.0);
+            let update = measure_update(w, &global.values, self.cfg.clip).map_err(privacy_err)?;
+            let c = update.factor;
+            clipped += usize::from(update.clipped());
             for ((s, a), b) in sum.iter_mut().zip(w).zip(&global.values) {
                 for ((s, x), y) in s.iter_mut().zip(a).zip(b) {
                     *s += (c * f64::from(x - y)) as f32;

@@ -124,14 +124,16 @@ pub struct Fleet {
 impl Fleet {
     /// A client with a fresh node key; nothing is sent yet.
     pub fn new(cfg: FleetConfig) -> Result<Fleet> {
-        let mut f = Fleet::with_key(cfg, NodeKey::generate())?;
-        f.persistent = false;
-        Ok(f)
+        Fleet::build(cfg, NodeKey::generate(), false)
     }
 
     /// A client with the given node key (a persistent identity, for a SuperLink that admits
     /// only registered keys).
     pub fn with_key(cfg: FleetConfig, key: NodeKey) -> Result<Fleet> {
+        Fleet::build(cfg, key, true)
+    }
+
+    fn build(cfg: FleetConfig, key: NodeKey, persistent: bool) -> Result<Fleet> {
         let base = base_url(&cfg.address, &cfg.tls)?;
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -164,7 +166,7 @@ impl Fleet {
             agent: builder.build().into(),
             base,
             key,
-            persistent: true,
+            persistent,
             cfg,
         })
     }

@@ -428,11 +428,12 @@ impl FlClient for PrivpktTrainer {
             (Some(c), Some(old)) => {
                 let u = privpkt_privacy::clip_update(&mut params.values, old, c)
                     .map_err(|e| anyhow!("clipping the update to the server's `{CLIPPING_NORM_KEY}`: {e}"))?;
-                Some(ClipReport {
+                let report = ClipReport {
                     clipping_norm: c,
                     norm_before: u.norm,
                     norm_after: u.clipped_norm(),
-                })
+                };
+                Some((report, u.clipped()))
             }
             _ => None,
         };
@@ -445,11 +446,8 @@ impl FlClient for PrivpktTrainer {
         if let Some(dp) = &self.dp {
             metrics.push(("epsilon".into(), Metric::Float(dp.epsilon()?)));
         }
-        if let Some(c) = &clip {
-            metrics.push((
-                NORM_BIT_KEY.into(),
-                Metric::Int(i64::from(c.norm_before > c.clipping_norm)),
-            ));
+        if let Some((_, clipped)) = clip {
+            metrics.push((NORM_BIT_KEY.into(), Metric::Int(i64::from(clipped))));
         }
         let t = Instant::now();
         let arrays = self.arrays_from_params(&params)?;
@@ -459,7 +457,7 @@ impl FlClient for PrivpktTrainer {
             num_examples: self.train.len() as u64,
             metrics,
             convert,
-            clip,
+            clip: clip.map(|(report, _)| report),
         })
     }
 

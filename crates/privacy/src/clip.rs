@@ -62,12 +62,11 @@ impl UpdateClip {
     }
 }
 
-/// Clips a model update in place, as client-level DP (McMahan et al. 2018, "FlatClip") and
-/// Flower's `fixedclipping_mod` / `adaptiveclipping_mod` do: `new` becomes
-/// `old + min(1, C/‖new − old‖)·(new − old)`, the norm taken over every tensor flattened into
-/// one vector. Tensors must pair up in count and length; a non-finite update is an error
+/// Measures a model update `new − old`: its L2 norm over every tensor flattened into one
+/// vector, and the factor min(1, C/norm) that clips it (client-level DP, McMahan et al. 2018,
+/// "FlatClip"). Tensors must pair up in count and length; a non-finite update is an error
 /// (clipping it would send NaN, and skipping it would break the bound).
-pub fn clip_update(new: &mut [Vec<f32>], old: &[Vec<f32>], max_norm: f64) -> Result<UpdateClip> {
+pub fn measure_update(new: &[Vec<f32>], old: &[Vec<f32>], max_norm: f64) -> Result<UpdateClip> {
     if new.len() != old.len() || new.iter().zip(old).any(|(a, b)| a.len() != b.len()) {
         return Err(PrivacyError::InvalidParameter {
             name: "update",
@@ -82,17 +81,24 @@ pub fn clip_update(new: &mut [Vec<f32>], old: &[Vec<f32>], max_norm: f64) -> Res
         .map(|(&x, &y)| f64::from(x - y).powi(2))
         .sum();
     let factor = clip_factors(&[sq], max_norm)?[0];
-    if factor < 1.0 {
-        for (a, b) in new.iter_mut().zip(old) {
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = y + (*x - y) * factor as f32;
-            }
-        }
-    }
     Ok(UpdateClip {
         norm: sq.sqrt(),
         factor,
     })
+}
+
+/// Clips a model update in place, as Flower's `fixedclipping_mod` / `adaptiveclipping_mod`
+/// do: `new` becomes `old + min(1, C/‖new − old‖)·(new − old)` ([`measure_update`]).
+pub fn clip_update(new: &mut [Vec<f32>], old: &[Vec<f32>], max_norm: f64) -> Result<UpdateClip> {
+    let clip = measure_update(new, old, max_norm)?;
+    if clip.clipped() {
+        for (a, b) in new.iter_mut().zip(old) {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = y + (*x - y) * clip.factor as f32;
+            }
+        }
+    }
+    Ok(clip)
 }
 
 #[cfg(test)]

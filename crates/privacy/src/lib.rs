@@ -19,6 +19,6 @@ pub mod perex;
 mod special;
 
 pub use accountant::*;
-pub use clip::{clip_factors, clip_factors_into, clip_update, UpdateClip};
+pub use clip::{clip_factors, clip_factors_into, clip_update, measure_update, UpdateClip};
 pub use error::{PrivacyError, Result};
 pub use noise::{add_gaussian_noise, run_keys, NoiseGenerator, SeedSource, NOISE_CHUNK};

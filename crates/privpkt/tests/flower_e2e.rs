@@ -280,6 +280,18 @@ fn flwr_home(dir: &Path, port: u16, ca: Option<&Path>) -> PathBuf {
     home
 }
 
+/// Starts a plain-HTTP node for each dataset in `names` and waits until all have joined.
+fn join_nodes(procs: &mut Procs, dir: &Path, port: u16, names: &[&str]) -> Vec<usize> {
+    let nodes: Vec<usize> = names
+        .iter()
+        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
+        .collect();
+    for &i in &nodes {
+        wait_joined(procs, i, "http");
+    }
+    nodes
+}
+
 /// Ctrl-C to node `i`, and waits (at most 15 s) until it has exited.
 fn interrupt(procs: &mut Procs, i: usize) {
     procs.signal(i, libc::SIGINT);
@@ -697,13 +709,7 @@ fn flower_dp_wrappers_receive_clipped_updates() {
     let home = flwr_home(dir, port, None);
     let mut procs = Procs::default();
     start_superlink(&mut procs, &venv, &home, dir, port, &[]);
-    let nodes: Vec<usize> = ["a", "b"]
-        .iter()
-        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
-        .collect();
-    for &i in &nodes {
-        wait_joined(&procs, i, "http");
-    }
+    let nodes = join_nodes(&mut procs, dir, port, &["a", "b"]);
 
     // 1. Client-side fixed clipping at 0.01: unclipped updates are ~100× larger.
     let probe = dir.join("fixed.jsonl");
@@ -1008,14 +1014,10 @@ fn federation_on_flwr_1_42() {
     let home = flwr_home(dir, port, None);
     let mut procs = Procs::default();
     start_superlink(&mut procs, &venv, &home, dir, port, &[]);
-    let nodes: Vec<usize> = ["a", "b"]
-        .iter()
-        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
-        .collect();
+    let nodes = join_nodes(&mut procs, dir, port, &["a", "b"]);
     for &i in &nodes {
-        procs.0[i].err.wait_for("`joined` line", Duration::from_secs(60), |l| {
-            l.contains(" joined http://127.0.0.1:") && l.contains("SuperLink flwr 1.42.0")
-        });
+        let joined = procs.0[i].err.text();
+        assert!(joined.contains("SuperLink flwr 1.42.0"), "{joined}");
     }
     let cfg = format!(
         "initial-arrays=\"{}\" num-server-rounds=2 min-nodes=2",

@@ -185,34 +185,25 @@ fn what_is_written_can_be_read_back_and_warnings_are_true() {
         }
     }
     std::fs::write(p.join("conflict.csv"), out.join("\n") + "\n").unwrap();
-    let e = fails(&privpkt(
-        &[
-            "prepare",
-            "caps",
-            "--labels",
-            "conflict.csv",
-            "--class-map",
-            "map.csv",
-            "--out",
-            "c",
-        ],
-        p,
-    ));
+    let prepare_mapped = || {
+        fails(&privpkt(
+            &[
+                "prepare",
+                "caps",
+                "--labels",
+                "conflict.csv",
+                "--class-map",
+                "map.csv",
+                "--out",
+                "c",
+            ],
+            p,
+        ))
+    };
+    let e = prepare_mapped();
     assert!(e.contains("map.csv"), "a missing class map is named: {e}");
     std::fs::write(p.join("map.csv"), "from,to\ndns,\nvpn_dns,\nvpn_chat,\nvpn_voip,\n").unwrap();
-    let e = fails(&privpkt(
-        &[
-            "prepare",
-            "caps",
-            "--labels",
-            "conflict.csv",
-            "--class-map",
-            "map.csv",
-            "--out",
-            "c",
-        ],
-        p,
-    ));
+    let e = prepare_mapped();
     assert!(e.contains("only one class") && e.contains("disagree"), "{e}");
     // A file named explicitly that is not a capture is blamed on itself, not on the labels.
     std::fs::write(p.join("notes.txt"), "hello").unwrap();
