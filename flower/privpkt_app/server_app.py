@@ -13,10 +13,17 @@ clipping, each adding Gaussian noise of σ = noise-multiplier × clipping-norm /
 to the average. That calibration holds for an *equal-weight* average, so with `dp` set the
 nodes' updates are averaged with equal weights (their `unit-weight` metric), not by examples.
 
+With `secaggplus-shares` > 0 the rounds run Flower's SecAgg+ (`SecAggPlusWorkflow` in a
+`DefaultWorkflow`, Flower's legacy FedAvg): each node sends its weighted, quantised parameters
+masked, and the server learns only their sum. privpkt's nodes answer the four stages as
+`secaggplus_mod` does on a Python node. With `dp = "client-fixed"` the nodes clip their updates
+and the server adds the noise to the securely aggregated sum (Flower's documented pairing).
+
 A round in which every node replied with an error fails the run, instead of "completing" on
-the initial weights.
+the initial weights; so does a SecAgg+ round that halts (too few nodes left for the threshold).
 """
 
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -24,6 +31,11 @@ from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
+from flwr.common import ndarrays_to_parameters
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server import strategy as legacy_strategy
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow.secure_aggregation.secaggplus_workflow import WorkflowState
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideAdaptiveClipping,
@@ -159,6 +171,67 @@ def with_dp(strategy: FedAvg, cfg, min_nodes: int) -> Strategy:
     )
 
 
+class StrictSecAggPlus(SecAggPlusWorkflow):
+    """SecAgg+ whose halted round fails the run (Flower logs it and goes on with the old
+    weights)."""
+
+    def __call__(self, grid: Grid, context: Context) -> None:
+        state = WorkflowState()
+        for step in (self.setup_stage, self.share_keys_stage, self.collect_masked_vectors_stage, self.unmask_stage):
+            if not step(grid, context, state):
+                reasons = sorted({str(f).strip().splitlines()[-1][:300] for f in state.failures})
+                raise RuntimeError(
+                    f"secure aggregation halted in {step.__name__} "
+                    f"({len(state.active_node_ids)} nodes left): " + (" | ".join(reasons) or "too few nodes")
+                )
+
+
+def run_secaggplus(grid: Grid, context: Context, cfg, desc: dict, initial: ArrayRecord, train_config: ConfigRecord) -> ArrayRecord:
+    """The rounds through Flower's SecAgg+ workflow (legacy FedAvg: weights by examples, as
+    SecAgg+ multiplies them into the masked vector)."""
+    min_nodes = int(cfg["min-nodes"])
+    fit_config = dict(train_config)
+    strategy = legacy_strategy.FedAvg(
+        fraction_fit=float(cfg["fraction-train"]),
+        fraction_evaluate=float(cfg["fraction-evaluate"]),
+        min_fit_clients=min_nodes,
+        min_evaluate_clients=min_nodes,
+        min_available_clients=min_nodes,
+        initial_parameters=ndarrays_to_parameters(initial.to_numpy_ndarrays()),
+        on_fit_config_fn=lambda r: {**fit_config, "server-round": r},
+        on_evaluate_config_fn=lambda r: {"privpkt-model": desc["fingerprint"], "server-round": r},
+    )
+    mode = str(cfg.get("dp", ""))
+    if mode == "client-fixed":
+        strategy = legacy_strategy.DifferentialPrivacyClientSideFixedClipping(
+            strategy,
+            float(cfg.get("dp-noise-multiplier", 1.0)),
+            float(cfg.get("dp-clipping-norm", 0.1)),
+            int(cfg.get("dp-sampled-nodes", 0)) or min_nodes,
+        )
+    elif mode:
+        raise ValueError(f"with SecAgg+, run config `dp` can be \"\" or \"client-fixed\", got {mode!r}")
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=int(cfg["num-server-rounds"]), round_timeout=float(cfg["round-timeout"])),
+        strategy=strategy,
+    )
+    workflow = DefaultWorkflow(
+        fit_workflow=StrictSecAggPlus(
+            num_shares=int(cfg["secaggplus-shares"]),
+            reconstruction_threshold=int(cfg["secaggplus-threshold"]),
+            max_weight=float(cfg["secaggplus-max-weight"]),
+            clipping_range=float(cfg["secaggplus-clipping-range"]),
+            quantization_range=int(cfg["secaggplus-quantization-range"]),
+            timeout=float(cfg["round-timeout"]),
+        )
+    )
+    workflow(grid, legacy)
+    # Legacy records hold bare .npy bytes (no dtype or shape): read them back as arrays.
+    record = legacy.state.array_records["parameters"]
+    return ArrayRecord([np.load(io.BytesIO(a.data), allow_pickle=False) for a in record.values()])
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
@@ -174,6 +247,12 @@ def main(grid: Grid, context: Context) -> None:
         train_config["local-epochs"] = int(cfg["local-epochs"])
     if float(cfg["lr"]) > 0:
         train_config["lr"] = float(cfg["lr"])
+
+    if int(cfg.get("secaggplus-shares", 0)) > 0:
+        final = run_secaggplus(grid, context, cfg, desc, initial, train_config)
+        if cfg["save-final"]:
+            save_final(_directory(str(cfg["save-final"]), "save-final"), desc, final)
+        return
 
     min_nodes = int(cfg["min-nodes"])
     probe = str(cfg.get("norm-probe", ""))

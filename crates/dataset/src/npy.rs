@@ -15,6 +15,8 @@ pub enum Dtype {
     U16,
     U32,
     U64,
+    /// Signed 64-bit (Flower's SecAgg+ masked vectors).
+    I64,
     F32,
 }
 
@@ -25,6 +27,7 @@ impl Dtype {
             Dtype::U16 => "<u2",
             Dtype::U32 => "<u4",
             Dtype::U64 => "<u8",
+            Dtype::I64 => "<i8",
             Dtype::F32 => "<f4",
         }
     }
@@ -34,7 +37,7 @@ impl Dtype {
             Dtype::U8 => 1,
             Dtype::U16 => 2,
             Dtype::U32 | Dtype::F32 => 4,
-            Dtype::U64 => 8,
+            Dtype::U64 | Dtype::I64 => 8,
         }
     }
 
@@ -44,6 +47,7 @@ impl Dtype {
             "<u2" => Dtype::U16,
             "<u4" => Dtype::U32,
             "<u8" => Dtype::U64,
+            "<i8" => Dtype::I64,
             "<f4" => Dtype::F32,
             _ => return None,
         })

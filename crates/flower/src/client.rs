@@ -14,10 +14,11 @@ use crate::error::{protocol, FlowerError, Result};
 use crate::fleet::Node;
 use crate::objects::{deflate_message, inflate_message, object_id, post_order};
 use crate::proto;
-use crate::records::{metric_record, ArrayRecord, ConfigRecord, Metric, Record, RecordDict};
+use crate::proto::config_record_value::Value as ConfigValue;
+use crate::records::{config_record, metric_record, Array, ArrayRecord, ConfigRecord, Metric, Record, RecordDict};
 
-/// Record key of Flower's SecAgg+ stage configuration (`secaggplus_constants.RECORD_KEY_CONFIGS`).
-pub const SECAGGPLUS_RECORD: &str = "secaggplus_configs";
+pub use crate::secagg::SECAGGPLUS_RECORD;
+use crate::secagg::{SecAggPlus, Trained};
 
 /// Error code of a reply whose ClientApp failed (flwr's `CLIENT_APP_RAISED_EXCEPTION`).
 pub const CLIENT_APP_RAISED_EXCEPTION: i64 = 2;
@@ -109,6 +110,8 @@ pub struct Report {
     pub error: Option<String>,
     /// Client-side clipping of a train reply, if the server asked for it.
     pub clip: Option<ClipReport>,
+    /// The SecAgg+ stage this message was, if any.
+    pub secagg_stage: Option<&'static str>,
     pub timing: Timing,
 }
 
@@ -198,6 +201,7 @@ pub fn serve(
 ) -> Result<u64> {
     let mut answered = 0;
     let mut reregistered = 0;
+    let mut sessions = Sessions::default();
     while !opts.stop.load(Ordering::SeqCst) {
         let t0 = Instant::now();
         let pulled = match node.fleet().pull_message(node.node_id()) {
@@ -237,7 +241,7 @@ pub fn serve(
             continue;
         };
         reregistered = 0;
-        match handle(node, client, msg, tree, t0, opts, on_event) {
+        match handle(node, client, (msg, tree), t0, opts, &mut sessions, on_event) {
             Ok(()) => answered += 1,
             Err(e) if fatal(&e) => return Err(e),
             Err(e) => on_event(Event::Warning(format!("message dropped: {e}"))),
@@ -347,21 +351,185 @@ struct Outcome {
     metrics: Vec<(String, Metric)>,
     convert: Duration,
     clip: Option<ClipReport>,
+    secagg_stage: Option<&'static str>,
 }
 
-fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDict>) -> Result<Outcome, String> {
-    let content = content.ok_or("the message carries no content")?;
-    // Flower's SecAgg+ workflow adds this ConfigRecord to every stage's message. Training on it
-    // as a plain message would send the update unmasked, which the server promised it would not see.
-    if content.items.iter().any(|(k, _)| k == SECAGGPLUS_RECORD) {
-        return Err(format!(
-            "this node does not implement secure aggregation (SecAgg+, record `{SECAGGPLUS_RECORD}`); it refuses \
-             rather than send its update unmasked"
-        ));
+/// What the loop keeps between messages: each run's SecAgg+ state.
+#[derive(Default)]
+pub struct Sessions {
+    secagg: HashMap<u64, SecAggPlus>,
+}
+
+/// A record by name.
+fn named<'a>(content: &'a RecordDict, name: &str) -> Option<&'a Record> {
+    content.items.iter().find(|(k, _)| k == name).map(|(_, r)| r)
+}
+
+/// Arrays of Flower's legacy records (`fitins.parameters`: dtype and shape left empty, the
+/// `.npy` header holds them) with their dtype and shape filled in from that header.
+fn legacy_arrays(r: &ArrayRecord) -> Result<ArrayRecord, String> {
+    let items = r
+        .items
+        .iter()
+        .filter(|(k, _)| k != "empty-tensor")
+        .map(|(k, a)| {
+            if !a.dtype.is_empty() {
+                return Ok((k.clone(), a.clone()));
+            }
+            let (info, _) =
+                privpkt_dataset::npy::parse_bytes(&a.data).map_err(|e| format!("array {k}: bad .npy data: {e}"))?;
+            let dtype = match info.dtype {
+                privpkt_dataset::npy::Dtype::F32 => "float32",
+                other => {
+                    return Err(format!(
+                        "array {k}: {} values, the model's weights are float32",
+                        other.descr()
+                    ))
+                }
+            };
+            Ok((
+                k.clone(),
+                Array {
+                    dtype: dtype.into(),
+                    shape: info.shape.iter().map(|&d| d as usize).collect(),
+                    stype: a.stype.clone(),
+                    data: a.data.clone(),
+                },
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(ArrayRecord { items })
+}
+
+/// The arrays and config of a message, from the Message API's records (`arrays`, `config`) or
+/// Flower's legacy ones (`fitins.*` / `evaluateins.*`, sent by `LegacyContext` workflows).
+fn ins(content: &RecordDict, legacy: Option<&str>) -> Result<(ArrayRecord, ConfigRecord), String> {
+    if let Some(prefix) = legacy {
+        let arrays = match named(content, &format!("{prefix}.parameters")) {
+            Some(Record::Arrays(a)) => legacy_arrays(a)?,
+            _ => return Err(format!("the message has no ArrayRecord `{prefix}.parameters`")),
+        };
+        let config = match named(content, &format!("{prefix}.config")) {
+            Some(Record::Config(c)) => c.clone(),
+            _ => ConfigRecord::default(),
+        };
+        return Ok((arrays, config));
     }
-    let arrays = content.array_record()?;
     let empty = ConfigRecord::default();
-    let config = content.config_record()?.unwrap_or(&empty);
+    Ok((
+        content.array_record()?.clone(),
+        content.config_record()?.unwrap_or(&empty).clone(),
+    ))
+}
+
+/// A metric as a legacy `*.metrics` ConfigRecord value.
+fn metrics_config(metrics: &[(String, Metric)]) -> ConfigRecord {
+    config_record(
+        metrics
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    match *v {
+                        Metric::Int(i) => ConfigValue::Sint64(i),
+                        Metric::Float(f) => ConfigValue::Double(f),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn status_ok() -> Record {
+    Record::Config(config_record(vec![
+        ("code", ConfigValue::Sint64(0)),
+        ("message", ConfigValue::String("Success".into())),
+    ]))
+}
+
+/// Flower's legacy `FitRes` records.
+fn legacy_fitres(arrays: ArrayRecord, num_examples: u64, metrics: &[(String, Metric)]) -> Vec<(String, Record)> {
+    vec![
+        ("fitres.metrics".into(), Record::Config(metrics_config(metrics))),
+        (
+            "fitres.num_examples".into(),
+            Record::Metrics(metric_record(&[("num_examples", Metric::Int(num_examples as i64))])),
+        ),
+        ("fitres.parameters".into(), Record::Arrays(arrays)),
+        ("fitres.status".into(), status_ok()),
+    ]
+}
+
+fn call_client(
+    client: &mut dyn FlClient,
+    kind: &str,
+    content: Option<&RecordDict>,
+    md: &proto::Metadata,
+    sessions: &mut Sessions,
+) -> Result<Outcome, String> {
+    let content = content.ok_or("the message carries no content")?;
+    let legacy = ["fitins", "evaluateins"]
+        .into_iter()
+        .find(|p| content.items.iter().any(|(k, _)| k.starts_with(&format!("{p}."))));
+    if let Some(record) = named(content, SECAGGPLUS_RECORD) {
+        // Flower's SecAgg+ workflow: this node's update leaves it only masked.
+        let Record::Config(cfg) = record else {
+            return Err(format!("`{SECAGGPLUS_RECORD}` is not a ConfigRecord"));
+        };
+        if kind != "train" {
+            return Err(format!("a SecAgg+ record in a `{kind}` message"));
+        }
+        let state = sessions
+            .secagg
+            .entry(md.run_id)
+            .or_insert_with(|| SecAggPlus::new(md.dst_node_id));
+        if state.next_stage(cfg)? == "setup" {
+            *state = SecAggPlus::new(md.dst_node_id);
+        }
+        let mut trained: Option<TrainReply> = None;
+        let reply = state.handle(cfg, || {
+            let (arrays, config) = ins(content, legacy.or(Some("fitins")))?;
+            let r = client.train(&arrays, &config).map_err(|e| format!("{e:#}"))?;
+            let arrays = r
+                .arrays
+                .items
+                .iter()
+                .map(|(k, a)| Ok((a.shape.clone(), a.to_f32().map_err(|e| format!("array {k}: {e}"))?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            let out = Trained {
+                arrays,
+                num_examples: r.num_examples,
+            };
+            trained = Some(r);
+            Ok(out)
+        })?;
+        let secagg = (SECAGGPLUS_RECORD.to_string(), Record::Config(reply.record));
+        return Ok(match trained {
+            Some(r) => {
+                // As secaggplus_mod: the FitRes without its parameters, and the masked vector.
+                let mut items = legacy_fitres(ArrayRecord::default(), r.num_examples, &r.metrics);
+                items.push(secagg);
+                Outcome {
+                    content: RecordDict { items },
+                    num_examples: r.num_examples,
+                    metrics: r.metrics,
+                    convert: r.convert,
+                    clip: r.clip,
+                    secagg_stage: Some(reply.stage),
+                }
+            }
+            None => Outcome {
+                content: RecordDict { items: vec![secagg] },
+                num_examples: 0,
+                metrics: Vec::new(),
+                convert: Duration::ZERO,
+                clip: None,
+                secagg_stage: Some(reply.stage),
+            },
+        });
+    }
+    let (arrays, config) = ins(content, legacy)?;
+    let (arrays, config) = (&arrays, &config);
     let metrics_record = |n: u64, metrics: &[(String, Metric)]| {
         let mut pairs: Vec<(&str, Metric)> = vec![("num-examples", Metric::Int(n as i64))];
         pairs.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
@@ -370,29 +538,56 @@ fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDic
     match kind {
         "train" => {
             let r = client.train(arrays, config).map_err(|e| format!("{e:#}"))?;
+            let items = if legacy.is_some() {
+                legacy_fitres(r.arrays, r.num_examples, &r.metrics)
+            } else {
+                vec![
+                    ("arrays".into(), Record::Arrays(r.arrays)),
+                    ("metrics".into(), metrics_record(r.num_examples, &r.metrics)),
+                ]
+            };
             Ok(Outcome {
-                content: RecordDict {
-                    items: vec![
-                        ("arrays".into(), Record::Arrays(r.arrays)),
-                        ("metrics".into(), metrics_record(r.num_examples, &r.metrics)),
-                    ],
-                },
+                content: RecordDict { items },
                 num_examples: r.num_examples,
                 metrics: r.metrics,
                 convert: r.convert,
                 clip: r.clip,
+                secagg_stage: None,
             })
         }
         "evaluate" => {
             let r = client.evaluate(arrays, config).map_err(|e| format!("{e:#}"))?;
+            let items = if legacy.is_some() {
+                let loss = r
+                    .metrics
+                    .iter()
+                    .find(|(k, _)| k == "eval_loss")
+                    .map_or(f64::NAN, |(_, v)| match *v {
+                        Metric::Int(i) => i as f64,
+                        Metric::Float(f) => f,
+                    });
+                vec![
+                    (
+                        "evaluateres.loss".into(),
+                        Record::Metrics(metric_record(&[("loss", Metric::Float(loss))])),
+                    ),
+                    (
+                        "evaluateres.num_examples".into(),
+                        Record::Metrics(metric_record(&[("num_examples", Metric::Int(r.num_examples as i64))])),
+                    ),
+                    ("evaluateres.metrics".into(), Record::Config(metrics_config(&r.metrics))),
+                    ("evaluateres.status".into(), status_ok()),
+                ]
+            } else {
+                vec![("metrics".into(), metrics_record(r.num_examples, &r.metrics))]
+            };
             Ok(Outcome {
-                content: RecordDict {
-                    items: vec![("metrics".into(), metrics_record(r.num_examples, &r.metrics))],
-                },
+                content: RecordDict { items },
                 num_examples: r.num_examples,
                 metrics: r.metrics,
                 convert: r.convert,
                 clip: None,
+                secagg_stage: None,
             })
         }
         other => Err(format!(
@@ -415,10 +610,10 @@ fn server_round(content: Option<&RecordDict>) -> Option<i64> {
 fn handle(
     node: &Node,
     client: &mut dyn FlClient,
-    msg: proto::Message,
-    tree: proto::ObjectTree,
+    (msg, tree): (proto::Message, proto::ObjectTree),
     t0: Instant,
     opts: &ServeOptions,
+    sessions: &mut Sessions,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<()> {
     let fleet = node.fleet();
@@ -445,7 +640,8 @@ fn handle(
         other => other,
     };
     let content = decoded.as_ref().ok().and_then(|m| m.content.as_ref());
-    let round = server_round(content);
+    // Legacy workflows put the round only in the group id.
+    let round = server_round(content).or_else(|| md.group_id.parse().ok());
     let kind = md.message_type.split('.').next().unwrap_or_default().to_string();
     on_event(Event::Received {
         run_id: md.run_id,
@@ -454,7 +650,7 @@ fn handle(
     });
     let t = Instant::now();
     let outcome = match &decoded {
-        Ok(_) => call_client(client, &kind, content),
+        Ok(_) => call_client(client, &kind, content, &md, sessions),
         Err(e) => Err(format!("the message could not be received: {e}")),
     };
     timing.work = t.elapsed();
@@ -510,6 +706,7 @@ fn handle(
             metrics: o.metrics,
             error: None,
             clip: o.clip,
+            secagg_stage: o.secagg_stage,
             timing,
         },
         Err(reason) => Report {
@@ -520,6 +717,7 @@ fn handle(
             metrics: Vec::new(),
             error: Some(reason),
             clip: None,
+            secagg_stage: None,
             timing,
         },
     };
@@ -610,6 +808,10 @@ mod tests {
         }
     }
 
+    fn call_client(client: &mut dyn FlClient, kind: &str, content: Option<&RecordDict>) -> Result<Outcome, String> {
+        super::call_client(client, kind, content, &incoming(), &mut Sessions::default())
+    }
+
     #[test]
     fn replies_hold_what_fedavg_expects() {
         let c = content(1);
@@ -644,17 +846,82 @@ mod tests {
         assert!(call_client(&mut Fixed, "train", Some(&no_arrays))
             .unwrap_err()
             .contains("no ArrayRecord"));
-        // A SecAgg+ stage message is refused, never trained on as a plain one.
+        // A SecAgg+ stage out of order is an error reply, never trained on as a plain message.
         let mut secagg = content(1);
         secagg.items.push((
             SECAGGPLUS_RECORD.into(),
             Record::Config(crate::records::config_record(vec![(
                 "stage",
-                proto::config_record_value::Value::String("setup".into()),
+                proto::config_record_value::Value::String("collect_masked_vectors".into()),
             )])),
         ));
         let e = call_client(&mut Fixed, "train", Some(&secagg)).unwrap_err();
-        assert!(e.contains("does not implement secure aggregation (SecAgg+"), "{e}");
+        assert!(
+            e.contains("expected the setup stage, but received collect_masked_vectors"),
+            "{e}"
+        );
+    }
+
+    /// Flower's legacy records (`LegacyContext` workflows, as SecAgg+ uses): arrays without
+    /// dtype or shape, replies as `fitres.*` / `evaluateres.*`.
+    #[test]
+    fn legacy_messages_get_legacy_replies() {
+        let a = Array::from_f32(&[1], &[1.0]).unwrap();
+        let bare = Array {
+            dtype: String::new(),
+            shape: Vec::new(),
+            ..a
+        };
+        let ins = |prefix: &str| RecordDict {
+            items: vec![
+                (
+                    format!("{prefix}.parameters"),
+                    Record::Arrays(ArrayRecord {
+                        items: vec![("0".into(), bare.clone())],
+                    }),
+                ),
+                (format!("{prefix}.config"), Record::Config(ConfigRecord::default())),
+            ],
+        };
+        let o = call_client(&mut Fixed, "train", Some(&ins("fitins"))).unwrap();
+        let names: Vec<&str> = o.content.items.iter().map(|i| i.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "fitres.metrics",
+                "fitres.num_examples",
+                "fitres.parameters",
+                "fitres.status"
+            ]
+        );
+        let Record::Arrays(back) = &o.content.items[2].1 else {
+            panic!()
+        };
+        assert_eq!(
+            (back.items[0].1.dtype.as_str(), back.items[0].1.shape.as_slice()),
+            ("float32", &[1usize][..])
+        );
+        let o = call_client(&mut Fixed, "evaluate", Some(&ins("evaluateins"))).unwrap();
+        let names: Vec<&str> = o.content.items.iter().map(|i| i.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "evaluateres.loss",
+                "evaluateres.num_examples",
+                "evaluateres.metrics",
+                "evaluateres.status"
+            ]
+        );
+        let mut f64s = ins("fitins");
+        if let Record::Arrays(r) = &mut f64s.items[0].1 {
+            r.items[0].1.data =
+                privpkt_dataset::npy::to_bytes(privpkt_dataset::npy::Dtype::U64, &[1], &[0; 8]).unwrap();
+        }
+        let e = call_client(&mut Fixed, "train", Some(&f64s)).unwrap_err();
+        assert!(
+            e.contains("array 0: <u8 values, the model's weights are float32"),
+            "{e}"
+        );
     }
 
     #[test]

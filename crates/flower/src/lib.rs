@@ -23,6 +23,7 @@ pub mod error;
 pub mod fleet;
 pub mod objects;
 pub mod records;
+pub mod secagg;
 pub mod trainer;
 
 pub use client::{serve, ClipReport, EvalReply, Event, FlClient, ServeOptions, Timing, TrainReply};

@@ -356,10 +356,19 @@ fn line(r: &Report) -> String {
     if let Some(err) = &r.error {
         return format!("{head}: error reply sent: {err} | {cost}");
     }
+    match r.secagg_stage {
+        Some("collect_masked_vectors") | None => {}
+        Some(stage) => return format!("{head}: SecAgg+ {stage} answered | {cost}"),
+    }
     let n = r.num_examples.unwrap_or(0);
+    let masked = if r.secagg_stage.is_some() {
+        ", sent masked (SecAgg+)"
+    } else {
+        ""
+    };
     let what = match r.message_type.split('.').next() {
         Some("train") => format!(
-            "{n} examples, loss {:.4}{}{} | training {:.2} s",
+            "{n} examples, loss {:.4}{}{}{masked} | training {:.2} s",
             metric(r, "train_loss").unwrap_or(f64::NAN),
             metric(r, "epsilon").map_or(String::new(), |e| format!(", ε {e:.3}")),
             r.clip.map_or(String::new(), |c| format!(
@@ -401,6 +410,7 @@ fn json_line(r: &Report) -> serde_json::Value {
         "num_examples": r.num_examples,
         "metrics": metrics,
         "error": r.error,
+        "secagg_stage": r.secagg_stage,
         "clip": r.clip.map(|c| serde_json::json!({
             "clipping_norm": c.clipping_norm,
             "norm_before": c.norm_before,

@@ -315,16 +315,11 @@ fn client(dir: &Path, ds: &str, port: u16, extra: &[&str]) -> Command {
     c.args(["flower-client", "--data"])
         .arg(dir.join(ds))
         .args(["--superlink", &format!("127.0.0.1:{port}"), "--insecure"])
-        .args([
-            "--batch-size",
-            "16",
-            "--poll-interval",
-            "0.3",
-            "--heartbeat-interval",
-            "10",
-            "--json",
-        ])
+        .args(["--batch-size", "16", "--heartbeat-interval", "10", "--json"])
         .args(extra);
+    if !extra.contains(&"--poll-interval") {
+        c.args(["--poll-interval", "0.3"]);
+    }
     c
 }
 
@@ -1035,4 +1030,153 @@ fn federation_on_flwr_1_42() {
         };
         assert_eq!((ok("train"), ok("evaluate")), (2, 2), "{}", procs.0[i].out.text());
     }
+}
+
+/// The final global arrays a run saved (`save-final`), flattened.
+fn saved_arrays(dir: &Path) -> Vec<Vec<f32>> {
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    desc["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let (_, data) = privpkt_dataset::npy::read_bytes(
+                &dir.join(t["file"].as_str().unwrap()),
+                privpkt_dataset::npy::Dtype::F32,
+            )
+            .unwrap();
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
+}
+
+/// Flower's SecAgg+ (`SecAggPlusWorkflow`) with three privpkt nodes: the four stages run, the
+/// server's unmasked aggregate equals plain FedAvg of the same nodes' updates within the
+/// quantisation error, and a node killed after share-keys is recovered by the threshold (its
+/// masks rebuilt from the others' shares of its key, the aggregate that of the survivors).
+#[test]
+fn secaggplus_sums_match_fedavg_and_survive_a_dropout() {
+    let Some(venv) = venv() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let names = ["a", "b", "c"];
+    for (i, name) in names.iter().enumerate() {
+        write_dataset(&dir.join(name), Kind::DeepPacket, 3, 40 + 10 * i, 60 + i as u64);
+    }
+    export_initial(dir, "a", "init");
+    let port = free_port();
+    let home = flwr_home(dir, port, None);
+    let mut procs = Procs::default();
+    start_superlink(&mut procs, &venv, &home, dir, port, &[]);
+    let init = dir.join("init");
+    let run = |procs: &Procs, out: &str, extra: &str| {
+        let cfg = format!(
+            "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=3 fraction-evaluate=0.0 save-final=\"{}\" {extra}",
+            init.display(),
+            dir.join(out).display()
+        );
+        run_to_end(&venv, &home, &cfg, procs)
+    };
+    // Each node has < 200 training flows: a max weight near that keeps the quantisation fine.
+    let secagg = "secaggplus-shares=3 secaggplus-threshold=2 secaggplus-max-weight=200.0";
+
+    // 1. SecAgg+ over fresh nodes a, b, c.
+    let nodes = join_nodes(&mut procs, dir, port, &names);
+    let (status, log) = run(&procs, "secagg", secagg);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert!(
+        log.contains("aggregate_fit: received 3 results and 0 failures"),
+        "{log}"
+    );
+    for &i in &nodes {
+        let stages: Vec<String> = json_lines(&procs.0[i].out)
+            .iter()
+            .filter_map(|r| r["secagg_stage"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(
+            stages,
+            ["setup", "share_keys", "collect_masked_vectors", "unmask"],
+            "{}",
+            procs.dump()
+        );
+        interrupt(&mut procs, i);
+    }
+
+    // 2. Plain FedAvg over fresh nodes with the same data and seeds: the same average.
+    let nodes = join_nodes(&mut procs, dir, port, &names);
+    let (status, log) = run(&procs, "plain", "");
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    let (masked, plain) = (saved_arrays(&dir.join("secagg")), saved_arrays(&dir.join("plain")));
+    let diff = max_abs_diff(&masked, &plain);
+    let moved = max_abs_diff(&plain, &saved_arrays(&init));
+    eprintln!("SecAgg+ vs FedAvg: max |Δ| {diff}; training moved the weights by up to {moved}");
+    assert!(
+        diff > 0.0 && diff < 1e-3 && moved > 20.0 * diff,
+        "SecAgg+ vs FedAvg: max |Δ| {diff}, moved {moved}"
+    );
+    for &i in &nodes {
+        interrupt(&mut procs, i);
+    }
+
+    // 3. Node c dies right after share-keys: a and b's shares of its key remove its masks, and
+    //    the aggregate is theirs alone (plain FedAvg of a and b).
+    let mut nodes: Vec<usize> = ["a", "b"]
+        .iter()
+        .map(|n| procs.start(n, &mut client(dir, n, port, &[]), false))
+        .collect();
+    nodes.push(procs.start("c", &mut client(dir, "c", port, &["--poll-interval", "3"]), false));
+    for &i in &nodes {
+        wait_joined(&procs, i, "http");
+    }
+    let run_id = start_run(
+        &venv,
+        &home,
+        &format!(
+            "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=3 fraction-evaluate=0.0 round-timeout=20.0 \
+             save-final=\"{}\" {secagg}",
+            init.display(),
+            dir.join("dropped").display()
+        ),
+    );
+    procs.0[nodes[2]]
+        .out
+        .wait_for("share_keys reply", Duration::from_secs(60), |l| {
+            l.contains("\"secagg_stage\":\"share_keys\"")
+        });
+    procs.signal(nodes[2], libc::SIGKILL);
+    let (status, log) = wait_run(&venv, &home, &run_id, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert!(log.contains("aggregate_fit: received 2 results and "), "{log}");
+    for &i in &nodes[..2] {
+        interrupt(&mut procs, i);
+    }
+    let nodes = join_nodes(&mut procs, dir, port, &["a", "b"]);
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=2 fraction-evaluate=0.0 save-final=\"{}\"",
+        init.display(),
+        dir.join("plain-ab").display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    let diff = max_abs_diff(
+        &saved_arrays(&dir.join("dropped")),
+        &saved_arrays(&dir.join("plain-ab")),
+    );
+    eprintln!("SecAgg+ with c dropped vs FedAvg of a and b: max |Δ| {diff}");
+    assert!(
+        diff < 1e-3,
+        "SecAgg+ with c dropped vs FedAvg of a and b: max |Δ| {diff}"
+    );
+    drop(nodes);
 }
