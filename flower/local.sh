@@ -84,12 +84,13 @@ errors=0
 "$VENV/bin/python" - "$work"/node-*.jsonl <<'EOF' || errors=1
 import json, sys
 failed = 0
-print(f"{'node':>4} {'round':>5} {'type':>8} {'work ms':>9} {'flower ms':>9}  pull decode convert encode push (ms)   MB in  MB out")
+print(f"{'node':>4} {'round':>5} {'type':>30} {'work ms':>9} {'flower ms':>9}  pull decode convert encode push (ms)   MB in  MB out")
 for n, path in enumerate(sys.argv[1:]):
     for line in open(path):
         r = json.loads(line)
         ms = r["ms"]
-        print(f"{n:>4} {r['round'] or '-':>5} {r['type']:>8} {ms['compute']:>9.0f} {ms['overhead']:>9.0f}  "
+        kind = r["type"] + (f" ({r['secagg_stage']})" if r.get("secagg_stage") else "")
+        print(f"{n:>4} {r['round'] or '-':>5} {kind:>30} {ms['compute']:>9.0f} {ms['overhead']:>9.0f}  "
               f"{ms['pull']:.0f} {ms['decode']:.0f} {ms['convert']:.0f} {ms['encode']:.0f} {ms['push']:.0f}"
               f"   {r['bytes_in'] / 1e6:6.1f} {r['bytes_out'] / 1e6:6.1f}"
               + (f"  ERROR {r['error']}" if r["error"] else ""))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
-from flwr.common import ndarrays_to_parameters
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server import strategy as legacy_strategy
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
@@ -171,6 +171,17 @@ def with_dp(strategy: FedAvg, cfg, min_nodes: int) -> Strategy:
     )
 
 
+class Float32FedAvg(legacy_strategy.FedAvg):
+    """Flower's legacy FedAvg, its aggregate narrowed to float32 (SecAgg+'s dequantisation
+    yields float64: twice the bytes to every node, and not the model's type)."""
+
+    def aggregate_fit(self, server_round, results, failures):
+        params, metrics = super().aggregate_fit(server_round, results, failures)
+        if params is not None:
+            params = ndarrays_to_parameters([a.astype(np.float32) for a in parameters_to_ndarrays(params)])
+        return params, metrics
+
+
 class StrictSecAggPlus(SecAggPlusWorkflow):
     """SecAgg+ whose halted round fails the run (Flower logs it and goes on with the old
     weights)."""
@@ -191,7 +202,7 @@ def run_secaggplus(grid: Grid, context: Context, cfg, desc: dict, initial: Array
     SecAgg+ multiplies them into the masked vector)."""
     min_nodes = int(cfg["min-nodes"])
     fit_config = dict(train_config)
-    strategy = legacy_strategy.FedAvg(
+    strategy = Float32FedAvg(
         fraction_fit=float(cfg["fraction-train"]),
         fraction_evaluate=float(cfg["fraction-evaluate"]),
         min_fit_clients=min_nodes,

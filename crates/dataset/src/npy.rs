@@ -18,6 +18,8 @@ pub enum Dtype {
     /// Signed 64-bit (Flower's SecAgg+ masked vectors).
     I64,
     F32,
+    /// Float64 (what numpy computes by default; read to be narrowed).
+    F64,
 }
 
 impl Dtype {
@@ -29,6 +31,7 @@ impl Dtype {
             Dtype::U64 => "<u8",
             Dtype::I64 => "<i8",
             Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
         }
     }
 
@@ -37,7 +40,7 @@ impl Dtype {
             Dtype::U8 => 1,
             Dtype::U16 => 2,
             Dtype::U32 | Dtype::F32 => 4,
-            Dtype::U64 | Dtype::I64 => 8,
+            Dtype::U64 | Dtype::I64 | Dtype::F64 => 8,
         }
     }
 
@@ -49,6 +52,7 @@ impl Dtype {
             "<u8" => Dtype::U64,
             "<i8" => Dtype::I64,
             "<f4" => Dtype::F32,
+            "<f8" => Dtype::F64,
             _ => return None,
         })
     }

@@ -376,26 +376,35 @@ fn legacy_arrays(r: &ArrayRecord) -> Result<ArrayRecord, String> {
             if !a.dtype.is_empty() {
                 return Ok((k.clone(), a.clone()));
             }
-            let (info, _) =
+            let (info, values) =
                 privpkt_dataset::npy::parse_bytes(&a.data).map_err(|e| format!("array {k}: bad .npy data: {e}"))?;
-            let dtype = match info.dtype {
-                privpkt_dataset::npy::Dtype::F32 => "float32",
-                other => {
-                    return Err(format!(
-                        "array {k}: {} values, the model's weights are float32",
-                        other.descr()
+            let shape: Vec<usize> = info.shape.iter().map(|&d| d as usize).collect();
+            match info.dtype {
+                privpkt_dataset::npy::Dtype::F32 => Ok((
+                    k.clone(),
+                    Array {
+                        dtype: "float32".into(),
+                        shape,
+                        stype: a.stype.clone(),
+                        data: a.data.clone(),
+                    },
+                )),
+                // Flower's legacy aggregation (SecAgg+'s dequantisation included) returns float64.
+                privpkt_dataset::npy::Dtype::F64 => {
+                    let v: Vec<f32> = values
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                        .collect();
+                    Ok((
+                        k.clone(),
+                        Array::from_f32(&shape, &v).map_err(|e| format!("array {k}: {e}"))?,
                     ))
                 }
-            };
-            Ok((
-                k.clone(),
-                Array {
-                    dtype: dtype.into(),
-                    shape: info.shape.iter().map(|&d| d as usize).collect(),
-                    stype: a.stype.clone(),
-                    data: a.data.clone(),
-                },
-            ))
+                other => Err(format!(
+                    "array {k}: {} values, the model's weights are float32",
+                    other.descr()
+                )),
+            }
         })
         .collect::<Result<_, String>>()?;
     Ok(ArrayRecord { items })
@@ -912,7 +921,17 @@ mod tests {
                 "evaluateres.status"
             ]
         );
+        // float64 (what Flower's legacy aggregation returns) is narrowed; integers are refused.
         let mut f64s = ins("fitins");
+        if let Record::Arrays(r) = &mut f64s.items[0].1 {
+            r.items[0].1.data =
+                privpkt_dataset::npy::to_bytes(privpkt_dataset::npy::Dtype::F64, &[1], &2.5f64.to_le_bytes()).unwrap();
+        }
+        let o = call_client(&mut Fixed, "train", Some(&f64s)).unwrap();
+        let Record::Arrays(back) = &o.content.items[2].1 else {
+            panic!()
+        };
+        assert_eq!(back.items[0].1.to_f32().unwrap(), [2.5]);
         if let Record::Arrays(r) = &mut f64s.items[0].1 {
             r.items[0].1.data =
                 privpkt_dataset::npy::to_bytes(privpkt_dataset::npy::Dtype::U64, &[1], &[0; 8]).unwrap();

@@ -1143,7 +1143,7 @@ fn secaggplus_sums_match_fedavg_and_survive_a_dropout() {
         &venv,
         &home,
         &format!(
-            "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=3 fraction-evaluate=0.0 round-timeout=20.0 \
+            "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=3 fraction-evaluate=0.0 round-timeout=10.0 \
              save-final=\"{}\" {secagg}",
             init.display(),
             dir.join("dropped").display()
@@ -1169,14 +1169,73 @@ fn secaggplus_sums_match_fedavg_and_survive_a_dropout() {
     );
     let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
     assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
-    let diff = max_abs_diff(
-        &saved_arrays(&dir.join("dropped")),
-        &saved_arrays(&dir.join("plain-ab")),
-    );
+    let plain_ab = saved_arrays(&dir.join("plain-ab"));
+    let diff = max_abs_diff(&saved_arrays(&dir.join("dropped")), &plain_ab);
     eprintln!("SecAgg+ with c dropped vs FedAvg of a and b: max |Δ| {diff}");
     assert!(
         diff < 1e-3,
         "SecAgg+ with c dropped vs FedAvg of a and b: max |Δ| {diff}"
+    );
+    let examples: Vec<f64> = nodes
+        .iter()
+        .map(|&i| {
+            json_lines(&procs.0[i].out)
+                .iter()
+                .find(|r| r["type"] == "train")
+                .and_then(|r| r["num_examples"].as_f64())
+                .expect("a train reply")
+        })
+        .collect();
+    for &i in &nodes {
+        interrupt(&mut procs, i);
+    }
+
+    // 4. A mixed federation: a and b beside a Python SuperNode running Flower's own
+    //    secaggplus_mod (the app's reference ClientApp: received weights + 0.01, 50 examples).
+    //    Keys, encrypted shares and masks cross between the two implementations; the aggregate
+    //    is the example-weighted average of a and b's updates and the reference's.
+    let nodes = join_nodes(&mut procs, dir, port, &["a", "b"]);
+    let mut py = Command::new(venv.join("bin/flower-supernode"));
+    py.args(["--insecure", "--superlink", &format!("127.0.0.1:{port}")])
+        .args(["--port", &free_port().to_string()])
+        .envs(flwr_env(&venv, &home))
+        .current_dir(dir);
+    procs.start("python-supernode", &mut py, true);
+    let cfg = format!(
+        "initial-arrays=\"{}\" num-server-rounds=1 min-nodes=3 fraction-evaluate=0.0 save-final=\"{}\" \
+         python-reference-node=true reference-offset=0.01 reference-examples=50 {secagg}",
+        init.display(),
+        dir.join("mixed").display()
+    );
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert!(
+        log.contains("aggregate_fit: received 3 results and 0 failures"),
+        "{log}"
+    );
+    let (n_ab, n_py) = (examples[0] + examples[1], 50.0);
+    let want: Vec<Vec<f32>> = plain_ab
+        .iter()
+        .zip(saved_arrays(&init))
+        .map(|(ab, w0)| {
+            ab.iter()
+                .zip(w0)
+                .map(|(&x, y)| ((n_ab * x as f64 + n_py * (y as f64 + 0.01)) / (n_ab + n_py)) as f32)
+                .collect()
+        })
+        .collect();
+    let diff = max_abs_diff(&saved_arrays(&dir.join("mixed")), &want);
+    eprintln!("SecAgg+ with a Python secaggplus_mod node vs the expected average: max |Δ| {diff}");
+    assert!(diff < 1e-3, "mixed SecAgg+ round: max |Δ| {diff}");
+
+    // 5. Rounds follow one another: the second starts from the first's (dequantised) aggregate.
+    let cfg = cfg.replace("num-server-rounds=1", "num-server-rounds=2");
+    let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    assert_eq!(
+        log.matches("aggregate_fit: received 3 results and 0 failures").count(),
+        2,
+        "{log}"
     );
     drop(nodes);
 }
