@@ -38,11 +38,11 @@ for model in sae series-cnn; do
         grep "^run " "$log"
     done
 done
-printf '%s\n' "${results[@]}" | ROUNDS=$ROUNDS OUT="$out" python3 -c '
-import json, os, re, sys, glob
+RESULTS="$(printf '%s\n' "${results[@]}")" ROUNDS=$ROUNDS OUT="$out" python3 - <<'PY'
+import glob, json, os, re
 rounds = int(os.environ["ROUNDS"])
 rows = {}
-for line in sys.stdin:
+for line in os.environ["RESULTS"].splitlines():
     model, mode, log = line.split()
     text = open(log).read()
     secs = float(re.search(r"after ([0-9.]+) s", text).group(1))
@@ -55,16 +55,18 @@ for line in sys.stdin:
             stages.setdefault(key, []).append(r["ms"]["work"])
     rows[(model, mode)] = {"seconds": secs, "seconds_per_round": secs / rounds,
                            "node_ms_per_stage": {k: sum(v) / len(v) for k, v in stages.items()}}
-print(f"{rounds} rounds, 3 nodes, one machine (2 cores)")
-print(f"{\"model\":<11} {\"plain s/round\":>14} {\"SecAgg+ s/round\":>16} {\"ratio\":>6}   node ms per SecAgg+ stage (setup / share_keys / collect incl. training / unmask; plain train)")
+nan = float("nan")
+print(f"{rounds} rounds, 3 nodes, one machine")
+print(f"{'model':<11} {'plain s/round':>14} {'SecAgg+ s/round':>16} {'ratio':>6}   node ms: SecAgg+ setup / share_keys / "
+      "collect (training + masking) / unmask; plain train")
 out = {}
 for model in ("sae", "series-cnn"):
     p, s = rows[(model, "plain")], rows[(model, "secaggplus")]
-    st = s["node_ms_per_stage"]
-    print(f"{model:<11} {p[\"seconds_per_round\"]:>14.1f} {s[\"seconds_per_round\"]:>16.1f} {s[\"seconds_per_round\"] / p[\"seconds_per_round\"]:>6.2f}   "
-          + " / ".join(f"{st.get(k, float(\"nan\")):.0f}" for k in ("setup", "share_keys", "collect_masked_vectors", "unmask"))
-          + f"; {p[\"node_ms_per_stage\"].get(\"train\", float(\"nan\")):.0f}")
-    out[model] = {"plain": p, "secaggplus": s, "round_time_ratio": s["seconds_per_round"] / p["seconds_per_round"]}
+    st, ratio = s["node_ms_per_stage"], s["seconds_per_round"] / p["seconds_per_round"]
+    stage_ms = " / ".join(f"{st.get(k, nan):.0f}" for k in ("setup", "share_keys", "collect_masked_vectors", "unmask"))
+    print(f"{model:<11} {p['seconds_per_round']:>14.1f} {s['seconds_per_round']:>16.1f} {ratio:>6.2f}   "
+          f"{stage_ms}; {p['node_ms_per_stage'].get('train', nan):.0f}")
+    out[model] = {"plain": p, "secaggplus": s, "round_time_ratio": ratio}
 json.dump({"rounds": rounds, "nodes": 3, "models": out}, open(os.environ["OUT"], "w"), indent=1)
 print("written:", os.environ["OUT"])
-'
+PY

@@ -231,7 +231,8 @@ def run_secaggplus(grid: Grid, context: Context, cfg, desc: dict, initial: Array
         fit_workflow=StrictSecAggPlus(
             num_shares=int(cfg["secaggplus-shares"]),
             reconstruction_threshold=int(cfg["secaggplus-threshold"]),
-            max_weight=float(cfg["secaggplus-max-weight"]),
+            # Under client-side DP each node weighs 1 (equal weights, as the noise assumes).
+            max_weight=1.0 if mode else float(cfg["secaggplus-max-weight"]),
             clipping_range=float(cfg["secaggplus-clipping-range"]),
             quantization_range=int(cfg["secaggplus-quantization-range"]),
             timeout=float(cfg["round-timeout"]),

@@ -505,9 +505,11 @@ fn call_client(
                 .iter()
                 .map(|(k, a)| Ok((a.shape.clone(), a.to_f32().map_err(|e| format!("array {k}: {e}"))?)))
                 .collect::<Result<Vec<_>, String>>()?;
+            // Under Flower's client-side DP (the server sent `clipping_norm`), its noise z·C/m is
+            // calibrated for an equal-weight average: one organisation, one vote.
             let out = Trained {
                 arrays,
-                num_examples: r.num_examples,
+                num_examples: if r.clip.is_some() { 1 } else { r.num_examples },
             };
             trained = Some(r);
             Ok(out)

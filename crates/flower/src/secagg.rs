@@ -581,15 +581,17 @@ impl SecAggPlus {
         // The averaging weight first, then each array, as flwr's `factor_combine`.
         let mut shapes: Vec<Vec<usize>> = vec![vec![1]];
         let mut flat: Vec<i64> = vec![q_ratio];
-        let mut u = [0u8; 8];
+        // The rounding's coins: a ChaCha stream keyed once from the OS (one syscall per value
+        // would cost more than the rest of the masking).
+        let mut key = [0u8; 32];
+        OsRng.fill_bytes(&mut key);
+        let mut coins = <rand_chacha::ChaCha12Rng as rand::SeedableRng>::from_seed(key);
         for (shape, values) in &trained.arrays {
             shapes.push(shape.clone());
             for &v in values {
                 let x =
                     ((v as f64 * dq_ratio).clamp(-p.clipping_range, p.clipping_range) + p.clipping_range) * quantizer;
-                OsRng.fill_bytes(&mut u);
-                let unit = (u64::from_le_bytes(u) >> 11) as f64 / (1u64 << 53) as f64;
-                flat.push(stochastic_round(x, unit));
+                flat.push(stochastic_round(x, rand::Rng::random::<f64>(&mut coins)));
             }
         }
         let m = p.mod_range as i64;

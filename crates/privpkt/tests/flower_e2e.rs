@@ -1110,6 +1110,30 @@ fn secaggplus_sums_match_fedavg_and_survive_a_dropout() {
             "{}",
             procs.dump()
         );
+    }
+
+    // 1b. With Flower's client-side DP (no noise here, to see the clipping): each node clips
+    //     its update to 0.01 before masking and weighs 1, so the global step is ≤ 0.01.
+    let dp = format!("{secagg} dp=\"client-fixed\" dp-clipping-norm=0.01 dp-noise-multiplier=0.0");
+    let (status, log) = run(&procs, "dp-secagg", &dp);
+    assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
+    let step: f64 = saved_arrays(&dir.join("dp-secagg"))
+        .iter()
+        .zip(saved_arrays(&init))
+        .flat_map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .collect::<Vec<_>>()
+        })
+        .sum::<f64>()
+        .sqrt();
+    eprintln!("SecAgg+ with client-side clipping at 0.01: global step {step}");
+    assert!(step > 0.005 && step <= 0.01 * (1.0 + 1e-3), "global step {step}");
+    for &i in &nodes {
+        procs.0[i].err.wait_for("clipping line", Duration::from_secs(5), |l| {
+            l.contains("(clipping_norm 0.01)") && l.contains("sent masked (SecAgg+)")
+        });
         interrupt(&mut procs, i);
     }
 
