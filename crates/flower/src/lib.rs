@@ -11,7 +11,9 @@
 //!   arrays as `.npy` bytes;
 //! - [`fleet`]: the Fleet API over HTTP(S) with retries, and the node's heartbeat thread;
 //! - [`client`]: the [`client::FlClient`] trait (train / evaluate on arrays and a config) and
-//!   the loop that pulls messages, answers them and pushes the replies;
+//!   the loop that pulls messages, answers them and pushes the replies (Message API records,
+//!   and Flower's legacy `fitins` / `evaluateins` ones);
+//! - [`secagg`]: Flower's SecAgg+ on the node, byte-compatible with flwr's `secaggplus_mod`;
 //! - [`trainer`]: privpkt's networks behind that trait (local epochs, DP-SGD with an accountant
 //!   kept across rounds, evaluation on the local test split).
 //!

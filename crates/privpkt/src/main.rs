@@ -27,11 +27,11 @@ struct Cli {
 enum Cmd {
     /// Write synthetic labelled traffic (pcap/pcapng + flows_labels.csv) of several app classes.
     Synth(cmd_synth::SynthArgs),
-    /// Turn captures into a labelled, split dataset of Deep Packet vectors or FlowPic images.
+    /// Turn captures into a labelled, split dataset: flow behaviour (default), Deep Packet vectors or FlowPic images.
     Prepare(cmd_prepare::PrepareArgs),
     /// Summarise a dataset: counts per class, flow and capture, skipped records; draw plots.
     Inspect(cmd_inspect::InspectArgs),
-    /// Train a Deep Packet / FlowPic classifier on a dataset (early stopping on its validation split).
+    /// Train a classifier on a dataset (early stopping on its validation split), optionally with DP-SGD.
     Train(cmd_train::TrainArgs),
     /// Evaluate a model on a dataset split beside the header-only baseline.
     Eval(cmd_eval::EvalArgs),
@@ -39,7 +39,7 @@ enum Cmd {
     Classify(cmd_classify::ClassifyArgs),
     /// Federated learning simulated on one machine: FedAvg/FedProx over client partitions of a dataset.
     Federate(cmd_federate::FederateArgs),
-    /// Join a federation run by Flower's own server (flwr ≥ 1.40) as one organisation's node.
+    /// Join a federation run by Flower's own server (flwr 1.40–1.42) as one organisation's node (SecAgg+ included).
     FlowerClient(cmd_flower::FlowerArgs),
     /// Make a node key for `flower-client --node-key` (and its public half for `flwr supernode register`).
     FlowerKey(cmd_flower::FlowerKeyArgs),
