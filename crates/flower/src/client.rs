@@ -894,16 +894,18 @@ mod tests {
                 (format!("{prefix}.config"), Record::Config(ConfigRecord::default())),
             ],
         };
+        let names = |o: &Outcome| {
+            o.content
+                .items
+                .iter()
+                .map(|i| i.0.clone())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let o = call_client(&mut Fixed, "train", Some(&ins("fitins"))).unwrap();
-        let names: Vec<&str> = o.content.items.iter().map(|i| i.0.as_str()).collect();
         assert_eq!(
-            names,
-            [
-                "fitres.metrics",
-                "fitres.num_examples",
-                "fitres.parameters",
-                "fitres.status"
-            ]
+            names(&o),
+            "fitres.metrics fitres.num_examples fitres.parameters fitres.status"
         );
         let Record::Arrays(back) = &o.content.items[2].1 else {
             panic!()
@@ -913,15 +915,9 @@ mod tests {
             ("float32", &[1usize][..])
         );
         let o = call_client(&mut Fixed, "evaluate", Some(&ins("evaluateins"))).unwrap();
-        let names: Vec<&str> = o.content.items.iter().map(|i| i.0.as_str()).collect();
         assert_eq!(
-            names,
-            [
-                "evaluateres.loss",
-                "evaluateres.num_examples",
-                "evaluateres.metrics",
-                "evaluateres.status"
-            ]
+            names(&o),
+            "evaluateres.loss evaluateres.num_examples evaluateres.metrics evaluateres.status"
         );
         // float64 (what Flower's legacy aggregation returns) is narrowed; integers are refused.
         let mut f64s = ins("fitins");

@@ -645,23 +645,17 @@ impl SecAggPlus {
                 active.len()
             ));
         }
-        let mut shares = Vec::with_capacity(active.len() + dead.len());
-        for nid in &active {
-            shares.push(
-                self.seed_shares
-                    .get(nid)
-                    .ok_or_else(|| format!("no seed share of node {nid}"))?
-                    .clone(),
-            );
-        }
-        for nid in &dead {
-            shares.push(
-                self.key_shares
-                    .get(nid)
-                    .ok_or_else(|| format!("no key share of node {nid}"))?
-                    .clone(),
-            );
-        }
+        // Seed shares of the nodes still there, key shares of those that dropped.
+        let held = |from: &HashMap<u64, Vec<u8>>, what: &str, nid: &u64| {
+            from.get(nid)
+                .cloned()
+                .ok_or_else(|| format!("no {what} share of node {nid}"))
+        };
+        let shares = active
+            .iter()
+            .map(|n| held(&self.seed_shares, "seed", n))
+            .chain(dead.iter().map(|n| held(&self.key_shares, "key", n)))
+            .collect::<Result<Vec<_>, String>>()?;
         let nids: Vec<u64> = active.iter().chain(&dead).copied().collect();
         Ok(config_record(vec![
             ("nids", id_list(&nids)),
