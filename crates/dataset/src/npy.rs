@@ -415,10 +415,10 @@ mod tests {
         assert!(parse_bytes(&b[..b.len() - 1]).unwrap_err().contains("promises 8"));
         assert!(parse_bytes(&b[..20]).unwrap_err().contains("truncated"));
         assert!(parse_bytes(b"NUMPY.......").unwrap_err().contains("bad magic"));
-        let mut f8 = b.clone();
-        let at = f8.windows(3).position(|w| w == b"<f4").unwrap();
-        f8[at + 2] = b'8';
-        assert!(parse_bytes(&f8).unwrap_err().contains("unsupported dtype <f8"));
+        let mut f2 = b.clone();
+        let at = f2.windows(3).position(|w| w == b"<f4").unwrap();
+        f2[at + 2] = b'2';
+        assert!(parse_bytes(&f2).unwrap_err().contains("unsupported dtype <f2"));
         assert!(data_len(Dtype::F32, &[u64::MAX, 2]).unwrap_err().contains("too large"));
     }
 

@@ -288,7 +288,8 @@ pub struct Trained {
     pub num_examples: u64,
 }
 
-/// A stage's answer: the reply's SecAgg+ record, and whether it came from training.
+/// A stage's answer: the reply's SecAgg+ record, and which stage it answered.
+#[derive(Debug)]
 pub struct StageReply {
     pub record: ConfigRecord,
     pub stage: &'static str,
@@ -960,5 +961,87 @@ mod tests {
         // A stage out of turn is refused, and the node waits for a new setup.
         let e = nodes[0].handle(&un, no_training).err().unwrap();
         assert!(e.contains("expected the setup stage"), "{e}");
+    }
+
+    /// What a node parses from its peers (decrypted share messages, shares, tokens, keys) and
+    /// from the server (stage configs) is refused with an error, never a panic.
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let bytes = |rng: &mut rand_chacha::ChaCha8Rng, max: usize| -> Vec<u8> {
+            let n = rng.random_range(0..max);
+            (0..n).map(|_| rng.random()).collect()
+        };
+        let key = vectors()["shared_key"].as_str().unwrap().to_string();
+        let sk = SecretKey::random(&mut OsRng);
+        for _ in 0..500 {
+            let b = bytes(&mut rng, 120);
+            let _ = split_plaintext(&b);
+            let _ = decrypt(&key, &b);
+            let _ = shared_key(&sk, &b);
+            let _ = mask_stream(&b, rng.random_range(0..1u64 << 33), 4);
+            let shares: Vec<Vec<u8>> = (0..rng.random_range(0..5)).map(|_| bytes(&mut rng, 60)).collect();
+            let _ = shamir::combine_shares(&shares);
+        }
+        // Stage configs with the wrong types or missing keys.
+        let mut node = SecAggPlus::new(1);
+        let no_training = || -> Result<Trained, String> { Err("no".into()) };
+        for c in [
+            cfg(vec![]),
+            cfg(vec![("stage", ConfigValue::Sint64(1))]),
+            cfg(vec![("stage", ConfigValue::String("setup".into()))]),
+            cfg(vec![
+                ("stage", ConfigValue::String("setup".into())),
+                ("sample_num", ConfigValue::String("x".into())),
+            ]),
+        ] {
+            assert!(node.handle(&c, no_training).is_err());
+        }
+        let setup = cfg(vec![
+            ("stage", ConfigValue::String("setup".into())),
+            ("sample_num", ConfigValue::Sint64(2)),
+            ("share_num", ConfigValue::Sint64(2)),
+            ("threshold", ConfigValue::Sint64(2)),
+            ("clipping_range", ConfigValue::Double(8.0)),
+            ("target_range", ConfigValue::Sint64(1 << 22)),
+            ("mod_range", ConfigValue::Sint64(1 << 32)),
+            ("max_weight", ConfigValue::Double(10.0)),
+        ]);
+        for keys in [
+            vec![
+                ("stage", ConfigValue::String("share_keys".into())),
+                ("x", ConfigValue::Sint64(1)),
+            ],
+            vec![
+                ("stage", ConfigValue::String("share_keys".into())),
+                ("1", ConfigValue::BytesList(proto::BytesList { vals: vec![vec![1]] })),
+                (
+                    "2",
+                    ConfigValue::BytesList(proto::BytesList {
+                        vals: vec![vec![1], vec![2]],
+                    }),
+                ),
+            ],
+            vec![
+                ("stage", ConfigValue::String("share_keys".into())),
+                (
+                    "1",
+                    ConfigValue::BytesList(proto::BytesList {
+                        vals: vec![vec![1], vec![2]],
+                    }),
+                ),
+                (
+                    "2",
+                    ConfigValue::BytesList(proto::BytesList {
+                        vals: vec![vec![3], vec![4]],
+                    }),
+                ),
+            ],
+        ] {
+            node.handle(&setup, no_training).unwrap();
+            let e = node.handle(&cfg(keys), no_training).unwrap_err();
+            assert!(e.starts_with("SecAgg+ share_keys: "), "{e}");
+        }
     }
 }
