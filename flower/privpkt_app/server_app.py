@@ -151,16 +151,22 @@ class FailWhenAllFail(Strategy):
         self.strategy.summary()
 
 
-def with_dp(strategy: FedAvg, cfg, min_nodes: int) -> Strategy:
-    """Flower's DP wrapper named by run config `dp` around `strategy`."""
+def dp_settings(cfg, min_nodes: int) -> tuple[str, float, float, int]:
+    """Run config `dp` (checked) and its noise multiplier z, clipping norm C and sampled nodes m."""
     mode = str(cfg.get("dp", ""))
     if mode not in DP_MODES:
         raise ValueError(f"run config `dp` must be one of {', '.join(repr(m) for m in DP_MODES)}, got {mode!r}")
-    if not mode:
-        return strategy
     z = float(cfg.get("dp-noise-multiplier", 1.0))
     c = float(cfg.get("dp-clipping-norm", 0.1))
     m = int(cfg.get("dp-sampled-nodes", 0)) or min_nodes
+    return mode, z, c, m
+
+
+def with_dp(strategy: FedAvg, cfg, min_nodes: int) -> Strategy:
+    """Flower's DP wrapper named by run config `dp` around `strategy`."""
+    mode, z, c, m = dp_settings(cfg, min_nodes)
+    if not mode:
+        return strategy
     if mode == "client-fixed":
         return DifferentialPrivacyClientSideFixedClipping(strategy, z, c, m)
     if mode == "server-fixed":
@@ -212,14 +218,9 @@ def run_secaggplus(grid: Grid, context: Context, cfg, desc: dict, initial: Array
         on_fit_config_fn=lambda r: {**fit_config, "server-round": r},
         on_evaluate_config_fn=lambda r: {"privpkt-model": desc["fingerprint"], "server-round": r},
     )
-    mode = str(cfg.get("dp", ""))
+    mode, z, c, m = dp_settings(cfg, min_nodes)
     if mode == "client-fixed":
-        strategy = legacy_strategy.DifferentialPrivacyClientSideFixedClipping(
-            strategy,
-            float(cfg.get("dp-noise-multiplier", 1.0)),
-            float(cfg.get("dp-clipping-norm", 0.1)),
-            int(cfg.get("dp-sampled-nodes", 0)) or min_nodes,
-        )
+        strategy = legacy_strategy.DifferentialPrivacyClientSideFixedClipping(strategy, z, c, m)
     elif mode:
         raise ValueError(f"with SecAgg+, run config `dp` can be \"\" or \"client-fixed\", got {mode!r}")
     legacy = LegacyContext(

@@ -826,15 +826,9 @@ fn nodes_survive_superlink_restarts() {
     let port = free_port();
     let home = flwr_home(dir, port, None);
     let db = dir.join("superlink.db");
+    let with_db = ["--database", db.to_str().unwrap()];
     let mut procs = Procs::default();
-    let link = start_superlink(
-        &mut procs,
-        &venv,
-        &home,
-        dir,
-        port,
-        &["--database", db.to_str().unwrap()],
-    );
+    let link = start_superlink(&mut procs, &venv, &home, dir, port, &with_db);
     let node = procs.start("a", &mut client(dir, "a", port, &["--give-up-after", "90"]), false);
     wait_joined(&procs, node, "http");
     let cfg = format!(
@@ -844,14 +838,7 @@ fn nodes_survive_superlink_restarts() {
 
     // Restarted with its database: the node is still known.
     kill_superlink(&mut procs, link);
-    let link = start_superlink(
-        &mut procs,
-        &venv,
-        &home,
-        dir,
-        port,
-        &["--database", db.to_str().unwrap()],
-    );
+    let link = start_superlink(&mut procs, &venv, &home, dir, port, &with_db);
     let (status, log) = run_to_end(&venv, &home, &cfg, &procs);
     assert_eq!(status, "finished:completed", "{log}\n{}", procs.dump());
     assert!(
