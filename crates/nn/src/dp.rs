@@ -7,14 +7,15 @@
 //! 2. one forward pass with a zero "probe" added to each layer's pre-activation and the
 //!    weights detached, one backward pass of the *summed* loss: each probe's gradient is every
 //!    example's output gradient, which with the layer's input gives each unit's gradient norm
-//!    and the clipped sum ([`privpkt_privacy::perex`]); Deep Packet's hand-written convolution
-//!    block hands over the same (columns, output gradient) pairs;
+//!    and the clipped sum ([`privpkt_privacy::perex`]); the hand-written convolution blocks
+//!    ([`crate::model::HandBlock`]) hand over the same (columns, output gradient) pairs;
 //! 3. each unit's *summed* gradient over all its samples is clipped to C over the whole
 //!    parameter vector, so one flow (or capture) moves the sum by at most C whatever its
 //!    number of packets: the ε printed is per unit;
 //! 4. N(0, σ²C²) noise from ChaCha20 ([`privpkt_privacy::NoiseGenerator`]) is added to every
 //!    coordinate, and the result divided by the *expected* number of units per step, q·N.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -217,9 +218,9 @@ pub struct ClippedGrads {
 }
 
 /// A layer's input and output gradient taken off the autodiff graph.
-struct HostPair {
+struct HostPair<'a> {
     weight: usize,
-    input: Vec<f32>,
+    input: Cow<'a, [f32]>,
     grad: Vec<f32>,
     d_out: usize,
     kind: PairKind,
@@ -237,7 +238,7 @@ enum PairKind {
     },
 }
 
-impl HostPair {
+impl HostPair<'_> {
     fn layer(&self) -> privpkt_privacy::Result<LayerPair<'_>> {
         match self.kind {
             PairKind::Rows { d_in, rows_per_example } => {
@@ -332,8 +333,11 @@ pub fn clipped_gradients(
         covered[pr.weight] = true;
         covered[pr.bias] = true;
     }
-    if block.is_some() {
-        covered[..4].iter_mut().for_each(|c| *c = true);
+    if let Some((block, _)) = &block {
+        for l in block.layers() {
+            covered[l.weight] = true;
+            covered[l.weight + 1] = true;
+        }
     }
     if let Some(i) = covered.iter().position(|c| !c) {
         return Err(NnError::Config(format!(
@@ -349,33 +353,25 @@ pub fn clipped_gradients(
     let loss_sum = host(loss.inner());
 
     let mut pairs = Vec::new();
-    if let Some((block, features)) = block.filter(|_| (0..4).any(trains)) {
-        let df = host(features.grad(&grads).expect("the features lie on the loss's path"));
-        let g = block.backward(&p, &df, false);
-        let [(l1, d1), (l2, d2)] = block.layer_rows();
-        if trains(0) {
-            pairs.push(HostPair {
-                weight: 0,
-                input: block.cols1,
-                grad: g.g1,
-                d_out: params.values[1].len(),
-                kind: PairKind::Rows {
-                    d_in: d1,
-                    rows_per_example: l1,
-                },
-            });
-        }
-        if trains(2) {
-            pairs.push(HostPair {
-                weight: 2,
-                input: block.cols2,
-                grad: g.g2,
-                d_out: params.values[3].len(),
-                kind: PairKind::Rows {
-                    d_in: d2,
-                    rows_per_example: l2,
-                },
-            });
+    if let Some((block, features)) = &block {
+        let layers = block.layers();
+        if layers.iter().any(|l| trains(l.weight)) {
+            let df = host(features.grad(&grads).expect("the features lie on the loss's path"));
+            let g = block.backward(&p, &df, false);
+            for (l, grad) in layers.into_iter().zip(g.layers) {
+                if trains(l.weight) {
+                    pairs.push(HostPair {
+                        weight: l.weight,
+                        d_out: params.values[l.weight + 1].len(),
+                        input: Cow::Borrowed(l.input),
+                        grad,
+                        kind: PairKind::Rows {
+                            d_in: l.d_in,
+                            rows_per_example: l.rows_per_example,
+                        },
+                    });
+                }
+            }
         }
     }
     for pr in probes {
@@ -391,7 +387,7 @@ pub fn clipped_gradients(
             // Probe [n, positions, d_out], input [n, positions, d_in].
             ProbeKind::Matmul => pairs.push(HostPair {
                 weight: pr.weight,
-                input,
+                input: Cow::Owned(input),
                 grad,
                 d_out: p2,
                 kind: PairKind::Rows {
@@ -422,7 +418,7 @@ pub fn clipped_gradients(
                 }
                 pairs.push(HostPair {
                     weight: pr.weight,
-                    input,
+                    input: Cow::Owned(input),
                     grad: t,
                     d_out: c_out,
                     kind: PairKind::Conv2d {

@@ -5,7 +5,7 @@
 //! the trainer owns plain `Vec<f32>` parameters (simple, exact checkpoints and optimizer
 //! state). For per-example gradients (DP-SGD), [`Mode::probes`] returns each layer's input
 //! together with a zero leaf added to its pre-activation, whose gradient is the per-example
-//! output gradient; Deep Packet's hand-differentiated [`ConvBlock`] hands out the same pairs.
+//! output gradient; the hand-differentiated blocks ([`HandBlock`]) hand out the same pairs.
 //!
 //! Layouts: activations are channels-last (`[N, L, C]`), dense weights `[in, out]`, 1-D conv
 //! weights `[k·C_in, C_out]` (kernel offset major), FlowPic conv weights burn's
@@ -23,8 +23,9 @@ use crate::arch::{Arch, InputSpec};
 use crate::archs::Architecture;
 use crate::error::{NnError, Result};
 
-pub use crate::archs::deeppacket::{ConvBlock, ConvGrads};
+pub use crate::archs::deeppacket::ConvBlock;
 pub use crate::archs::sae::SAE_LAYERS;
+pub use crate::archs::series::SeriesBlock;
 
 /// One trainable tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +121,44 @@ pub struct Probe {
     pub probe: Tensor<3>,
 }
 
+/// Layers computed and differentiated by hand on host memory, outside autodiff: Deep Packet's
+/// convolution block ([`ConvBlock`]) and the series network's convolutions. On the CPU,
+/// autodiff's route through im2col, ReLU and pooling costs as much as the layers' matrix
+/// products; by hand, column matrices are row copies and the backward pass is a few products.
+/// The block's output enters the graph as a gradient-tracked leaf ([`Mode::conv_block`]).
+///
+/// Every layer of a block is `z = a·W + b` over some rows per example, so its (input rows,
+/// output gradient) pairs are exactly what DP-SGD's per-example engine takes.
+pub trait HandBlock: Send {
+    /// The layers, in the order of [`BlockGrads::layers`].
+    fn layers(&self) -> Vec<BlockLayer<'_>>;
+
+    /// Every layer's output gradient from the gradient of the block's output `d_features`
+    /// `[N, width]`, and with `param_grads` the gradients of the block's parameter tensors
+    /// (tensors `0..params.len()` of the network, in order).
+    fn backward(&self, p: &[Tensor<1>], d_features: &[f32], param_grads: bool) -> BlockGrads;
+}
+
+/// A layer `z = a·W + b` of a [`HandBlock`].
+#[derive(Debug, Clone, Copy)]
+pub struct BlockLayer<'a> {
+    /// Index of `W` among the network's tensors (`b` is the next).
+    pub weight: usize,
+    /// Input rows `[N·rows_per_example, d_in]`.
+    pub input: &'a [f32],
+    pub d_in: usize,
+    pub rows_per_example: usize,
+}
+
+/// Gradients out of [`HandBlock::backward`].
+#[derive(Debug, Clone, Default)]
+pub struct BlockGrads {
+    /// The block's parameter tensors' gradients, in order (empty without `param_grads`).
+    pub params: Vec<Vec<f32>>,
+    /// Each layer's output gradient `[N·rows_per_example, d_out]`.
+    pub layers: Vec<Vec<f32>>,
+}
+
 /// Forward-pass options.
 #[derive(Default)]
 pub struct Mode<'a> {
@@ -127,10 +166,10 @@ pub struct Mode<'a> {
     pub dropout: Option<&'a mut ChaCha8Rng>,
     /// Collect a [`Probe`] per trainable layer (needs an autodiff device).
     pub probes: Option<&'a mut Vec<Probe>>,
-    /// Deep Packet with [`ConvImpl::Im2col`]: receives the convolution block's saved state and
-    /// its output, a gradient-tracked leaf, so the caller can finish the backward pass with
-    /// [`ConvBlock::backward`].
-    pub conv_block: Option<&'a mut Option<(ConvBlock, Tensor<2>)>>,
+    /// Networks with a [`HandBlock`] ([`ConvImpl::Im2col`]): receives the block's saved state
+    /// and its output, a gradient-tracked leaf, so the caller can finish the backward pass with
+    /// [`HandBlock::backward`].
+    pub conv_block: Option<&'a mut Option<(Box<dyn HandBlock>, Tensor<2>)>>,
     /// Tensors being trained (`None`: all): layers whose weight is not get no probe, so the
     /// backward pass stops above them.
     pub trainable: Option<&'a [bool]>,

@@ -26,8 +26,12 @@ const HYBRID: InputSpec = InputSpec::Behaviour {
     stats: 0,
 };
 
-/// Each example's full gradient (all parameters, flat, f64) by its own backward pass.
+/// Each example's full gradient (all parameters, flat, f64) by its own backward pass, all of
+/// it through autodiff (not the hand-written blocks the engine uses).
 fn per_example(net: &Network, params: &privpkt_nn::Params, x: &[f32], y: &[u32]) -> Vec<Vec<f64>> {
+    let mut net = net.clone();
+    net.conv = ConvImpl::Im2colAutodiff;
+    let net = &net;
     let f = net.input.features();
     y.iter()
         .enumerate()

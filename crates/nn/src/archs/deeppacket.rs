@@ -17,7 +17,10 @@ use privpkt_privacy::linalg::{gemm_into, Mat};
 use super::{dense_specs, Architecture};
 use crate::arch::{Arch, InputSpec};
 use crate::error::{NnError, Result};
-use crate::model::{conv1d_burn, conv1d_im2col, conv_out, dense, dropout, ConvImpl, Mode, Network, ParamSpec};
+use crate::model::{
+    conv1d_burn, conv1d_im2col, conv_out, dense, dropout, BlockGrads, BlockLayer, ConvImpl, HandBlock, Mode, Network,
+    ParamSpec,
+};
 
 /// Width of Deep Packet's convolutions.
 const DP_FILTERS: usize = 200;
@@ -96,7 +99,7 @@ impl Architecture for DeepPacketCnn {
                 match mode.conv_block.as_deref_mut() {
                     Some(out) => {
                         let f = f.autodiff().require_grad();
-                        *out = Some((block, f.clone()));
+                        *out = Some((Box::new(block), f.clone()));
                         f
                     }
                     None => f,
@@ -157,7 +160,7 @@ pub(crate) fn deeppacket_input(arch: Arch, input: &InputSpec) -> Result<()> {
 /// Channels-last, every convolution window is one contiguous run of `k·C` values, so a column
 /// matrix is row copies, and every product is one call of the `gemm` kernels burn itself uses
 /// (straight into our buffers: burn's matmul zero-fills and copies each output). The layer
-/// inputs (`cols1`, `cols2`) and output gradients ([`ConvGrads`]) are exactly the pairs a
+/// inputs (`cols1`, `cols2`) and output gradients ([`BlockGrads`]) are exactly the pairs a
 /// per-example (DP-SGD) gradient needs.
 #[derive(Debug, Clone)]
 pub struct ConvBlock {
@@ -177,19 +180,8 @@ pub struct ConvBlock {
     pub features: Vec<f32>,
 }
 
-/// Gradients out of [`ConvBlock::backward`].
-#[derive(Debug, Clone)]
-pub struct ConvGrads {
-    /// conv1 weight, conv1 bias, conv2 weight, conv2 bias (parameter order and layout).
-    pub params: [Vec<f32>; 4],
-    /// Gradient of the loss with respect to conv1's pre-activation `[N·L1, C]`.
-    pub g1: Vec<f32>,
-    /// ... and conv2's `[N·L2, C]`.
-    pub g2: Vec<f32>,
-}
-
 /// Column matrix `[N·L_out, k·C]` of `x` `[N, L, C]` flat.
-fn im2col(x: &[f32], [n, len, c]: [usize; 3], k: usize, stride: usize) -> Vec<f32> {
+pub(crate) fn im2col(x: &[f32], [n, len, c]: [usize; 3], k: usize, stride: usize) -> Vec<f32> {
     let lout = conv_out(len, k, stride);
     let w = k * c;
     let mut cols = vec![0f32; n * lout * w];
@@ -202,7 +194,7 @@ fn im2col(x: &[f32], [n, len, c]: [usize; 3], k: usize, stride: usize) -> Vec<f3
 
 /// Column sums of `g` `[rows, c]`, summed per sample then over samples in order, so the
 /// result does not depend on thread scheduling.
-fn column_sums(g: &[f32], n: usize, c: usize) -> Vec<f32> {
+pub(crate) fn column_sums(g: &[f32], n: usize, c: usize) -> Vec<f32> {
     let per: Vec<Vec<f32>> = g
         .par_chunks(g.len() / n.max(1))
         .map(|s| {
@@ -319,18 +311,29 @@ impl Network {
     }
 }
 
-impl ConvBlock {
-    /// Input rows per example and inputs per row of conv1 and conv2 (`cols1`, `cols2`).
-    pub fn layer_rows(&self) -> [(usize, usize); 2] {
+impl HandBlock for ConvBlock {
+    fn layers(&self) -> Vec<BlockLayer<'_>> {
         let [k1, _, k2, _, l1, l2, _] = self.dims;
-        [(l1, k1), (l2, k2 * DP_FILTERS)]
+        vec![
+            BlockLayer {
+                weight: 0,
+                input: &self.cols1,
+                d_in: k1,
+                rows_per_example: l1,
+            },
+            BlockLayer {
+                weight: 2,
+                input: &self.cols2,
+                d_in: k2 * DP_FILTERS,
+                rows_per_example: l2,
+            },
+        ]
     }
 
-    /// Gradients of the block's parameters (and layer outputs) from the gradient of the
-    /// pooled features `d_features` `[N, pooled·C]`. Without `param_grads` only the layer
-    /// output gradients are computed (DP-SGD forms its own clipped weight gradients) and
-    /// `params` is empty.
-    pub fn backward(&self, p: &[Tensor<1>], d_features: &[f32], param_grads: bool) -> ConvGrads {
+    /// From the gradient of the pooled features `d_features` `[N, pooled·C]`; without
+    /// `param_grads` only the layer output gradients are computed (DP-SGD forms its own
+    /// clipped weight gradients).
+    fn backward(&self, p: &[Tensor<1>], d_features: &[f32], param_grads: bool) -> BlockGrads {
         let [k1, _, k2, s2, l1, l2, pooled] = self.dims;
         let (n, c) = (self.n, DP_FILTERS);
         let w2 = host(p[2].clone());
@@ -367,10 +370,9 @@ impl ConvBlock {
             }
         });
         if !param_grads {
-            return ConvGrads {
-                params: Default::default(),
-                g1,
-                g2,
+            return BlockGrads {
+                params: Vec::new(),
+                layers: vec![g1, g2],
             };
         }
         let mut dw2 = vec![0f32; k2 * c * c];
@@ -379,10 +381,9 @@ impl ConvBlock {
         let mut dw1 = vec![0f32; k1 * c];
         let cols1 = Mat::rows(&self.cols1, k1).t();
         gemm_into(&mut dw1, c, cols1, Mat::rows(&g1, c), [k1, c, n * l1], false, true);
-        ConvGrads {
-            params: [dw1, column_sums(&g1, n, c), dw2, column_sums(&g2, n, c)],
-            g1,
-            g2,
+        BlockGrads {
+            params: vec![dw1, column_sums(&g1, n, c), dw2, column_sums(&g2, n, c)],
+            layers: vec![g1, g2],
         }
     }
 }
