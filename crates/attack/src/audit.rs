@@ -23,7 +23,7 @@ use std::time::Instant;
 use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::dp::{BrokenDp, Canaries};
 use privpkt_nn::train::derive_seed;
-use privpkt_nn::{load_split, manifest_sha256, train_samples, Network, TrainConfig, TrainData, TrainEvent};
+use privpkt_nn::{load_split, manifest_sha256, train_samples, TrainConfig, TrainData, TrainEvent};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -267,8 +267,7 @@ pub fn run_audit(
         )));
     }
     let started = Instant::now();
-    let input = privpkt_nn::InputSpec::from_manifest(&ds.manifest)?;
-    let params = Network::new(train_cfg.arch, input, ds.manifest.classes.len())?.param_count();
+    let params = privpkt_nn::train::network_for(train_cfg, &ds.manifest)?.param_count();
     if cfg.canaries > params {
         return Err(AttackError::Config(format!(
             "{} canaries need as many distinct coordinates; the model has {params} parameters",

@@ -17,7 +17,7 @@ use privpkt_dataset::partition::{partition, Group, PartitionError, Scheme};
 use privpkt_dataset::{Dataset, Split};
 use privpkt_nn::modelfile::HistorySummary;
 use privpkt_nn::train::{evaluate, local_dp_epochs, local_epochs, LocalDp};
-use privpkt_nn::{load_split, InputSpec, Model, ModelMeta, Network, NnError, Params, TrainConfig};
+use privpkt_nn::{load_split, Model, ModelMeta, NnError, Params, TrainConfig};
 use privpkt_privacy::{
     calibrate_sigma, epsilon_after, measure_update, privacy_report, run_keys, AccountantKind, NoiseGenerator,
 };
@@ -368,9 +368,8 @@ pub fn aggregate(updates: &[(usize, Vec<Vec<f32>>, usize)], like: &Params, how: 
 /// local training and aggregation, the global model evaluated on the test split each round.
 pub fn simulate(ds: &Dataset, cfg: &FedConfig, progress: &(dyn Fn(FedEvent) + Sync)) -> Result<FedOutcome> {
     cfg.validate()?;
-    let input = InputSpec::from_manifest(&ds.manifest)?;
     let classes = ds.manifest.classes.len();
-    let net = Network::new(cfg.train.arch, input, classes)?;
+    let net = privpkt_nn::train::network_for(&cfg.train, &ds.manifest)?;
     let train = load_split(ds, Split::Train)?;
     let test = load_split(ds, Split::Test)?;
     if train.is_empty() || test.is_empty() {

@@ -142,8 +142,7 @@ impl PrivpktTrainer {
     pub fn new(ds: &Dataset, cfg: TrainerConfig) -> anyhow::Result<PrivpktTrainer> {
         cfg.train.validate()?;
         anyhow::ensure!(cfg.local_epochs >= 1, "local epochs must be ≥ 1");
-        let input = InputSpec::from_manifest(&ds.manifest)?;
-        let net = Network::new(cfg.train.arch, input, ds.manifest.classes.len())?;
+        let net = privpkt_nn::train::network_for(&cfg.train, &ds.manifest)?;
         let train = load_split(ds, Split::Train)?;
         let eval = load_split(ds, cfg.eval_split)?;
         if train.is_empty() {

@@ -66,6 +66,7 @@ fn main() {
             packets: arg(&args, "--packets").map_or(30, |s| s.parse().expect("--packets N")),
             payload_bytes: arg(&args, "--payload-bytes").map_or(16, |s| s.parse().expect("--payload-bytes K")),
             stats: privpkt_capture::STATS.len(),
+            bins: privpkt_nn::arch::PLE_BINS,
         }
     };
     let classes = if deeppacket { 17 } else { 10 };

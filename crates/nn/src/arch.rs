@@ -118,12 +118,20 @@ pub enum InputSpec {
     /// A FlowPic histogram of `resolution`×`resolution` packet counts.
     FlowPic { resolution: usize },
     /// A flow's behaviour: `packets` series rows of `SERIES_CHANNELS + payload_bytes` values,
-    /// then `stats` flow statistics (the layout of `privpkt_capture::behaviour`).
+    /// then `stats` flow statistics (the layout of `privpkt_capture::behaviour`); the model
+    /// sees each number spread over `bins` piecewise-linear bins ([`Scaling::Behaviour`]).
     Behaviour {
         packets: usize,
         payload_bytes: usize,
         stats: usize,
+        /// A model's choice, not the data's (model files without it: [`PLE_BINS`]).
+        #[serde(default = "default_bins")]
+        bins: usize,
     },
+}
+
+fn default_bins() -> usize {
+    PLE_BINS
 }
 
 impl InputSpec {
@@ -168,17 +176,54 @@ impl InputSpec {
                 packets,
                 payload_bytes,
                 stats,
+                ..
             } => Some((packets, payload_bytes, stats)),
             _ => None,
         }
     }
 
-    /// The input of behaviour samples made with `b`.
+    /// Piecewise-linear bins per number of a behaviour input (0 for other inputs).
+    pub fn bins(&self) -> usize {
+        match *self {
+            InputSpec::Behaviour { bins, .. } => bins,
+            _ => 0,
+        }
+    }
+
+    /// The same samples seen through `bins` piecewise-linear bins per number (`None`, or an
+    /// input other than behaviour: unchanged).
+    pub fn with_bins(self, bins: Option<usize>) -> InputSpec {
+        match (self, bins) {
+            (
+                InputSpec::Behaviour {
+                    packets,
+                    payload_bytes,
+                    stats,
+                    ..
+                },
+                Some(bins),
+            ) => InputSpec::Behaviour {
+                packets,
+                payload_bytes,
+                stats,
+                bins,
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether `other` holds samples stored like this input's (the model's encoding aside).
+    pub fn same_samples(&self, other: &InputSpec) -> bool {
+        *self == other.with_bins(Some(self.bins()).filter(|&b| b > 0))
+    }
+
+    /// The input of behaviour samples made with `b`, seen through the default bins.
     pub fn of_behaviour(b: &BehaviourConfig) -> InputSpec {
         InputSpec::Behaviour {
             packets: b.packets as usize,
             payload_bytes: b.payload_bytes as usize,
             stats: b.stats_len(),
+            bins: PLE_BINS,
         }
     }
 
@@ -189,7 +234,8 @@ impl InputSpec {
                 packets,
                 payload_bytes,
                 stats,
-            } => packets * encoded_packet_width(payload_bytes) + stats * PLE_BINS,
+                bins,
+            } => packets * encoded_packet_width(payload_bytes, bins) + stats * bins,
             _ => self.stored_len(),
         }
     }
@@ -203,6 +249,7 @@ impl InputSpec {
                 packets,
                 payload_bytes,
                 stats,
+                ..
             } => packets * (SERIES_CHANNELS + payload_bytes) + stats,
         }
     }
@@ -239,6 +286,7 @@ impl fmt::Display for InputSpec {
                 packets,
                 payload_bytes,
                 stats,
+                bins,
             } => {
                 let mut parts = Vec::new();
                 if packets > 0 {
@@ -251,14 +299,22 @@ impl fmt::Display for InputSpec {
                 if stats > 0 {
                     parts.push(format!("{stats} flow statistics"));
                 }
-                write!(f, "flow behaviour ({})", parts.join(" and "))
+                write!(f, "flow behaviour ({})", parts.join(" and "))?;
+                if bins != PLE_BINS {
+                    write!(f, ", numbers in {bins} bins")?;
+                }
+                Ok(())
             }
         }
     }
 }
 
-/// Piecewise-linear bins of each numeric behaviour value ([`Scaling::Behaviour`]).
+/// Piecewise-linear bins of each numeric behaviour value ([`Scaling::Behaviour`]), unless the
+/// model asks for others (`--ple-bins`): 16 lets a small model draw fine thresholds; fewer
+/// bins mean fewer weights, which DP-SGD's noise favours.
 pub const PLE_BINS: usize = 16;
+/// Bins a model may ask for.
+pub const MAX_PLE_BINS: usize = 64;
 /// Upper end of the last bin, on the scaled values (larger values saturate it).
 pub const PLE_MAX: f32 = 1.6;
 /// Series values per packet kept as they are: mask, direction and the six TCP flags.
@@ -266,9 +322,9 @@ pub const PLAIN_CHANNELS: usize = 8;
 /// Numeric series values per packet spread over bins: IP length, payload length, gap.
 pub const BINNED_CHANNELS: usize = 3;
 
-/// Network inputs per series packet with `payload_bytes` bytes.
-pub fn encoded_packet_width(payload_bytes: usize) -> usize {
-    PLAIN_CHANNELS + BINNED_CHANNELS * PLE_BINS + 8 * payload_bytes
+/// Network inputs per series packet with `payload_bytes` bytes and `bins` bins per number.
+pub fn encoded_packet_width(payload_bytes: usize, bins: usize) -> usize {
+    PLAIN_CHANNELS + BINNED_CHANNELS * bins + 8 * payload_bytes
 }
 
 /// Input scaling, recorded in the model file so inference scales exactly as training did.
@@ -284,8 +340,9 @@ pub enum Scaling {
     /// Flow behaviour, each value by a fixed transform of its kind, so no statistic of the data
     /// (nothing private) is needed: sizes over 1500; gaps `ln(1 + µs) / 16`; counts
     /// `ln(1 + n) / 10`; bytes `ln(1 + b) / 16`; milliseconds `ln(1 + ms) / 12`; shares as they
-    /// are; the protocol as 1 for UDP. Each such number is then spread over [`PLE_BINS`]
-    /// piecewise-linear bins of width [`PLE_MAX`]`/PLE_BINS` (Gorishniy et al. 2022: bin k is
+    /// are; the protocol as 1 for UDP. Each such number is then spread over the input's `bins`
+    /// ([`PLE_BINS`] unless the model asks for others) piecewise-linear bins of width
+    /// [`PLE_MAX`]`/bins` (Gorishniy et al. 2022: bin k is
     /// `clamp(v/w − k, 0, 1)`), which lets small models draw thresholds as trees do; masks,
     /// directions and flags stay single 0/±1 values, and each payload byte becomes its 8 bits.
     Behaviour,

@@ -145,6 +145,7 @@ mod tests {
             packets: 6,
             payload_bytes: 0,
             stats: 0,
+            bins: crate::arch::PLE_BINS,
         };
         let row = |dir: f32, size: f32, iat: f32| [1.0, dir, size, size - 40.0, iat, 0., 0., 0., 0., 1., 0.];
         let raw = series(
@@ -193,6 +194,7 @@ mod tests {
             packets: 4,
             payload_bytes: 0,
             stats: 0,
+            bins: crate::arch::PLE_BINS,
         };
         assert!(a.validate(&b).is_ok());
         assert!(Augment { views: 0, ..a }.validate(&b).is_err());

@@ -11,7 +11,7 @@ use privpkt_dataset::{Dataset, Split, Storage};
 use privpkt_capture::behaviour::StatKind;
 use privpkt_capture::{SERIES_CHANNELS, STATS};
 
-use crate::arch::{encoded_packet_width, InputSpec, PLAIN_CHANNELS, PLE_BINS, PLE_MAX};
+use crate::arch::{encoded_packet_width, InputSpec, PLAIN_CHANNELS, PLE_MAX};
 use crate::error::{NnError, Result};
 
 /// Stored samples of one split.
@@ -52,6 +52,12 @@ impl Samples {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// Borrow the samples as a raw batch encoded for a network taking `input` (see
+    /// [`RawBatch::seen_as`]).
+    pub fn raw_for(&self, input: &InputSpec) -> RawBatch<'_> {
+        self.raw().seen_as(input)
     }
 
     /// Borrow the samples as a raw batch (for [`crate::Model::predict_proba`]).
@@ -209,6 +215,17 @@ pub enum RawBatch<'a> {
 }
 
 impl RawBatch<'_> {
+    /// The same samples encoded as `model` wants them: behaviour samples through the model's
+    /// piecewise-linear bins (how many is the model's choice; the samples are the data's).
+    pub fn seen_as(self, model: &InputSpec) -> Self {
+        match self {
+            RawBatch::Behaviour { input, values } if model.same_samples(&input) => {
+                RawBatch::Behaviour { input: *model, values }
+            }
+            other => other,
+        }
+    }
+
     /// What these samples are, and how many, checking that the slices are consistent.
     pub fn check(&self) -> Result<(InputSpec, usize)> {
         let bad = |m: String| NnError::Incompatible(m);
@@ -363,8 +380,9 @@ pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
     let Some((packets, payload_bytes, stats)) = input.behaviour_layout() else {
         return;
     };
+    let bins = input.bins();
     let channels = SERIES_CHANNELS + payload_bytes;
-    let width = encoded_packet_width(payload_bytes);
+    let width = encoded_packet_width(payload_bytes, bins);
     let series = packets * channels;
     for (o, r) in out[..packets * width]
         .chunks_exact_mut(width)
@@ -376,8 +394,8 @@ pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
         o[2..PLAIN_CHANNELS].copy_from_slice(&r[5..SERIES_CHANNELS]);
         let mut at = PLAIN_CHANNELS;
         for v in [r[2] / 1500.0, r[3] / 1500.0, r[4].max(0.0).ln_1p() / 16.0] {
-            ple(v, &mut o[at..at + PLE_BINS]);
-            at += PLE_BINS;
+            ple(v, &mut o[at..at + bins]);
+            at += bins;
         }
         for (bits, &b) in o[at..].chunks_exact_mut(8).zip(&r[SERIES_CHANNELS..]) {
             let b = b.clamp(0.0, 255.0) as u8;
@@ -387,7 +405,7 @@ pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
         }
     }
     for ((o, &r), f) in out[packets * width..]
-        .chunks_exact_mut(PLE_BINS)
+        .chunks_exact_mut(bins.max(1))
         .zip(&raw[series..series + stats])
         .zip(STATS.iter())
     {
@@ -395,10 +413,10 @@ pub fn scale_behaviour(input: &InputSpec, raw: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Piecewise-linear encoding of `v` over `out.len()` bins of width `PLE_MAX / PLE_BINS` from
+/// Piecewise-linear encoding of `v` over `out.len()` bins of width `PLE_MAX / out.len()` from
 /// 0: bin k holds `clamp(v/w − k, 0, 1)` (its sum is `v/w` inside the range).
 fn ple(v: f32, out: &mut [f32]) {
-    let x = v.max(0.0) * (PLE_BINS as f32 / PLE_MAX);
+    let x = v.max(0.0) * (out.len() as f32 / PLE_MAX);
     for (k, o) in out.iter_mut().enumerate() {
         *o = (x - k as f32).clamp(0.0, 1.0);
     }

@@ -103,13 +103,8 @@ pub fn trainable(init: Option<&InitFrom>, specs: &[ParamSpec]) -> Result<Vec<boo
 
 /// The starting weights of `net` (classes `classes`) from `init`, with `fresh` (the run's own
 /// initialisation) for layers that do not fit; and what to record of it.
-pub fn load_init(
-    init: &InitFrom,
-    net: &Network,
-    classes: &[String],
-    extract: &privpkt_capture::ExtractConfig,
-    fresh: &Params,
-) -> Result<(Params, Pretraining)> {
+/// The pre-trained model of `init`, refused if the file changed since the run was configured.
+pub fn pretrained(init: &InitFrom) -> Result<crate::modelfile::LoadedModel> {
     let path = Path::new(&init.model);
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let sha = format!("{:x}", Sha256::digest(&bytes));
@@ -119,7 +114,18 @@ pub fn load_init(
             init.model, init.model_sha256
         )));
     }
-    let public = load_model(path)?;
+    load_model(path)
+}
+
+pub fn load_init(
+    init: &InitFrom,
+    net: &Network,
+    classes: &[String],
+    extract: &privpkt_capture::ExtractConfig,
+    fresh: &Params,
+) -> Result<(Params, Pretraining)> {
+    let public = pretrained(init)?;
+    let sha = init.model_sha256.clone();
     let meta = public.meta();
     if meta.arch != net.arch || meta.input != net.input {
         return Err(NnError::Incompatible(format!(

@@ -157,13 +157,13 @@ impl Model {
     /// stored by `prepare`; scaled as in training, run in memory-bounded batches.
     pub fn predict_proba(&self, batch: RawBatch<'_>) -> Result<Vec<Vec<f32>>> {
         let (input, n) = batch.check()?;
-        if input != self.meta.input {
+        if !self.meta.input.same_samples(&input) {
             return Err(NnError::Incompatible(format!(
                 "the model takes {}, the batch holds {input}",
                 self.meta.input
             )));
         }
-        Ok(predict(&self.net, &self.params, &batch, n))
+        Ok(predict(&self.net, &self.params, &batch.seen_as(&self.meta.input), n))
     }
 
     /// Probabilities for every sample of a split.
@@ -329,7 +329,7 @@ fn check_records(meta: &ModelMeta) -> std::result::Result<(), String> {
 /// representation and sample shape.
 pub fn check_compatible(meta: &ModelMeta, manifest: &Manifest) -> Result<()> {
     let input = InputSpec::from_manifest(manifest)?;
-    if input != meta.input {
+    if !meta.input.same_samples(&input) {
         return Err(NnError::Incompatible(format!(
             "the model takes {}, the dataset holds {input}",
             meta.input

@@ -99,6 +99,10 @@ pub struct TrainConfig {
     /// counts are released once with the run's noise and composed in ε.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logit_adjust: bool,
+    /// Piecewise-linear bins per number of behaviour inputs (`None`: a pre-trained model's, or
+    /// [`crate::arch::PLE_BINS`]). Fewer bins, fewer weights: DP-SGD's noise grows with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ple_bins: Option<usize>,
 }
 
 impl TrainConfig {
@@ -122,6 +126,7 @@ impl TrainConfig {
             augment: None,
             init: None,
             logit_adjust: false,
+            ple_bins: None,
         }
     }
 
@@ -166,6 +171,20 @@ impl TrainConfig {
         if self.max_train_samples == Some(0) {
             return bad("max_train_samples must be ≥ 1");
         }
+        if let Some(b) = self.ple_bins {
+            if !(1..=crate::arch::MAX_PLE_BINS).contains(&b) {
+                return bad(&format!(
+                    "piecewise-linear bins must be 1..={}, got {b}",
+                    crate::arch::MAX_PLE_BINS
+                ));
+            }
+            if !crate::recipe::is_behaviour(self.arch) {
+                return bad(&format!(
+                    "piecewise-linear bins are for the flow-behaviour models (logistic, mlp, series-cnn), not {}",
+                    self.arch
+                ));
+            }
+        }
         if let Some(dp) = &self.dp {
             dp.validate()?;
             if self.class_weights {
@@ -183,6 +202,22 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The network a run of `cfg` trains on a dataset described by `manifest`: the dataset's
+/// samples seen through `cfg.ple_bins` piecewise-linear bins, else through the pre-trained
+/// model's (its weights must fit), else the default.
+pub fn network_for(cfg: &TrainConfig, manifest: &privpkt_dataset::Manifest) -> Result<Network> {
+    let bins = match (cfg.ple_bins, &cfg.init) {
+        (Some(b), _) => Some(b),
+        (None, Some(init)) => {
+            let public = crate::init::pretrained(init)?;
+            Some(public.meta().input.bins()).filter(|&b| b > 0)
+        }
+        (None, None) => None,
+    };
+    let input = InputSpec::from_manifest(manifest)?.with_bins(bins);
+    Network::new(cfg.arch, input, manifest.classes.len())
 }
 
 /// One finished epoch.
@@ -383,7 +418,7 @@ pub fn local_epochs(
     prox: Option<(&[Vec<f32>], f64)>,
 ) -> Result<(f64, usize)> {
     let mut opt = optimizer_for(cfg, params)?;
-    let raw = samples.raw();
+    let raw = samples.raw_for(&net.input);
     let features = net.input.features();
     let (mut loss_sum, mut seen) = (0.0, 0usize);
     for e in 0..epochs {
@@ -507,7 +542,7 @@ pub fn local_dp_epochs(
     dp: &mut LocalDp,
 ) -> Result<(f64, usize)> {
     let mut opt = optimizer_for(cfg, params)?;
-    let raw = samples.raw();
+    let raw = samples.raw_for(&net.input);
     let (mut loss_sum, mut seen) = (0.0, 0usize);
     'epochs: for e in 0..epochs {
         for b in 0..dp.run.steps_per_epoch {
@@ -562,7 +597,7 @@ pub(crate) fn count_correct(logits: &TensorData, targets: &[u32], classes: usize
 
 /// Macro-F1 and accuracy of `params` on (non-empty) `samples`, by [`crate::metrics`].
 pub fn evaluate(net: &Network, params: &Params, samples: &Samples) -> Result<(f64, f64)> {
-    let raw = samples.raw();
+    let raw = samples.raw_for(&net.input);
     let probs = modelfile::predict(net, params, &raw, samples.len());
     let pred: Vec<usize> = probs.iter().map(|r| argmax(r) as usize).collect();
     let truth: Vec<usize> = samples.labels.iter().map(|&y| y as usize).collect();
@@ -859,8 +894,7 @@ pub fn train_samples(
     cfg.validate()?;
     let ds = data.dataset;
     let manifest = &ds.manifest;
-    let input = InputSpec::from_manifest(manifest)?;
-    let net = Network::new(cfg.arch, input, manifest.classes.len())?;
+    let net = network_for(cfg, manifest)?;
     let manifest_sha = modelfile::manifest_sha256(ds)?;
     let sha = data.data_id.clone();
     if let Some(c) = &canaries {
@@ -964,7 +998,7 @@ pub fn train_samples(
         st
     };
 
-    let raw = train_set.raw();
+    let raw = train_set.raw_for(&net.input);
     let features = net.input.features();
     let n = train_set.len();
     let dp_run = match &cfg.dp {
@@ -1152,8 +1186,8 @@ pub fn train_samples(
         format_version: MODEL_FORMAT_VERSION,
         privpkt_version: env!("CARGO_PKG_VERSION").into(),
         arch: cfg.arch,
-        input,
-        scaling: input.scaling(),
+        input: net.input,
+        scaling: net.input.scaling(),
         classes: manifest.classes.clone(),
         params: net.param_count() as u64,
         train: cfg.clone(),
@@ -1208,7 +1242,7 @@ fn st_specs_out_bias(net: &Network) -> Option<usize> {
 fn pretrain_sae(net: &Network, params: &mut Params, train: &Samples, cfg: &TrainConfig, progress: &dyn Fn(TrainEvent)) {
     let plain = crate::device::compute();
     let ad = crate::device::compute().autodiff();
-    let raw = train.raw();
+    let raw = train.raw_for(&net.input);
     let features = net.input.features();
     let mut dims = vec![features];
     dims.extend(SAE_LAYERS);

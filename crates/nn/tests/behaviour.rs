@@ -145,6 +145,91 @@ fn public_then_private_keeps_public_layers_and_records_provenance() {
     assert!(e.to_string().contains("changed since"), "{e}");
 }
 
+/// Piecewise-linear bins are the model's choice: the same dataset trains a model seeing each
+/// number through 4 bins, whose file records them, and which classifies the dataset's samples;
+/// a pre-trained model's bins carry over to the private run; bad counts are refused.
+#[test]
+fn piecewise_linear_bins_are_the_models_choice() {
+    use privpkt_nn::arch::PLE_BINS;
+    let d = tempfile::tempdir().unwrap();
+    let ds = write_dataset(&d.path().join("ds"), Kind::Behaviour, 2, 150, 4);
+    let coarse = TrainConfig {
+        ple_bins: Some(4),
+        ..cfg(Arch::Logistic)
+    };
+    let out = train(&ds, &coarse, &d.path().join("w4"), false, &quiet).unwrap();
+    let input = out.model.meta().input;
+    assert_eq!(input.bins(), 4);
+    let default = InputSpec::of_behaviour(&behaviour_config());
+    assert_eq!(default.bins(), PLE_BINS);
+    let (packets, _, stats) = default.behaviour_layout().unwrap();
+    assert_eq!(
+        default.features() - input.features(),
+        (packets * 3 + stats) * (PLE_BINS - 4),
+        "three binned numbers per packet and every statistic lose 12 inputs each"
+    );
+    assert!(input.to_string().contains("numbers in 4 bins"), "{input}");
+    assert_eq!(test_accuracy(&out.model, &ds), 1.0);
+    let path = d.path().join("m4.safetensors");
+    save_model(&path, &out.model).unwrap();
+    let back = load_model(&path).unwrap();
+    assert_eq!(back.meta().input, input);
+    check_compatible(back.meta(), &ds.manifest).unwrap();
+    assert_eq!(test_accuracy(&back, &ds), 1.0);
+    // Model files from before the setting read as the default bins.
+    let old: InputSpec =
+        serde_json::from_str(r#"{"kind":"behaviour","packets":10,"payload_bytes":0,"stats":94}"#).unwrap();
+    assert_eq!(old.bins(), PLE_BINS);
+
+    // 4 bins of width 0.4 are the 16 bins of width 0.1 summed four at a time, over 4.
+    let raw: Vec<f32> = {
+        let test = load_split(&ds, Split::Test).unwrap();
+        match test.data {
+            privpkt_nn::SampleData::F32(v) => v[..default.stored_len()].to_vec(),
+            _ => unreachable!("behaviour samples are f32"),
+        }
+    };
+    let (mut fine, mut four) = (vec![0f32; default.features()], vec![0f32; input.features()]);
+    privpkt_nn::data::scale_behaviour(&default, &raw, &mut fine);
+    privpkt_nn::data::scale_behaviour(&input, &raw, &mut four);
+    let fine_stats = &fine[fine.len() - stats * PLE_BINS..];
+    let four_stats = &four[four.len() - stats * 4..];
+    for (f, c) in fine_stats.chunks(4).zip(four_stats) {
+        let s: f32 = f.iter().sum();
+        assert!((s / 4.0 - c).abs() < 1e-6, "{f:?} vs {c}");
+    }
+    assert!(four_stats.iter().any(|&v| v > 0.0 && v < 1.0), "some bin partly filled");
+
+    // A private run from that model keeps its bins; asking for others is refused by name.
+    let mut dp = DpConfig::new(4.0);
+    dp.seeded = true;
+    let private = TrainConfig {
+        dp: Some(dp),
+        init: Some(InitFrom::new(&path, vec!["head".into()]).unwrap()),
+        ..cfg(Arch::Logistic)
+    };
+    let out = train(&ds, &private, &d.path().join("wp"), false, &quiet).unwrap();
+    assert_eq!(out.model.meta().input.bins(), 4);
+    let other = TrainConfig {
+        ple_bins: Some(16),
+        ..private.clone()
+    };
+    let e = train(&ds, &other, &d.path().join("wo"), false, &quiet).unwrap_err();
+    assert!(e.to_string().contains("numbers in 4 bins"), "{e}");
+    for (bins, arch, want) in [
+        (0, Arch::Logistic, "1..=64"),
+        (65, Arch::Logistic, "1..=64"),
+        (4, Arch::Sae, "flow-behaviour models"),
+    ] {
+        let c = TrainConfig {
+            ple_bins: Some(bins),
+            ..cfg(arch)
+        };
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains(want), "{bins} {arch}: {e}");
+    }
+}
+
 #[test]
 fn bad_behaviour_input_is_refused_with_the_reason() {
     let d = tempfile::tempdir().unwrap();
@@ -164,6 +249,7 @@ fn bad_behaviour_input_is_refused_with_the_reason() {
         packets: 20,
         payload_bytes: 0,
         stats: privpkt_capture::STATS.len(),
+        bins: privpkt_nn::arch::PLE_BINS,
     };
     let values = vec![0.0f32; other.stored_len()];
     let e = out

@@ -19,11 +19,13 @@ const BEHAVIOUR: InputSpec = InputSpec::Behaviour {
     packets: 8,
     payload_bytes: 0,
     stats: 94,
+    bins: privpkt_nn::arch::PLE_BINS,
 };
 const HYBRID: InputSpec = InputSpec::Behaviour {
     packets: 9,
     payload_bytes: 4,
     stats: 0,
+    bins: privpkt_nn::arch::PLE_BINS,
 };
 
 /// Each example's full gradient (all parameters, flat, f64) by its own backward pass, all of

@@ -13,6 +13,7 @@ const BEH: InputSpec = InputSpec::Behaviour {
     packets: 12,
     payload_bytes: 4,
     stats: 94,
+    bins: privpkt_nn::arch::PLE_BINS,
 };
 
 #[test]
@@ -72,6 +73,7 @@ fn defaults_and_input_checks() {
         packets: 4,
         payload_bytes: 0,
         stats: 94,
+        bins: privpkt_nn::arch::PLE_BINS,
     };
     let e = Arch::SeriesCnn.check_input(&short).unwrap_err();
     assert!(e.to_string().contains("at least 5 packets"), "{e}");
@@ -112,6 +114,7 @@ fn parameter_counts_match_hand_computation() {
         packets: 30,
         payload_bytes: 16,
         stats: 94,
+        bins: privpkt_nn::arch::PLE_BINS,
     };
     assert_eq!(beh.features(), 30 * 184 + 1504);
     assert_eq!(beh.stored_len(), 30 * 27 + 94);
@@ -303,13 +306,15 @@ fn series_block_equals_autodiff() {
             packets: 30,
             payload_bytes: 0,
             stats: 0,
+            bins: privpkt_nn::arch::PLE_BINS,
         },
+        BEH.with_bins(Some(3)),
     ] {
         let mut net = Network::new(Arch::SeriesCnn, input, 5).unwrap();
         let params = net.init_params(3);
-        let (packets, payload, _) = input.behaviour_layout().unwrap();
-        let width = (input.features() - input.behaviour_layout().unwrap().2 * 16) / packets;
-        assert_eq!(width, 56 + 8 * payload);
+        let (packets, payload, stats) = input.behaviour_layout().unwrap();
+        let width = (input.features() - stats * input.bins()) / packets;
+        assert_eq!(width, 8 + 3 * input.bins() + 8 * payload);
         let n = 6;
         let mut rng = ChaCha8Rng::seed_from_u64(21);
         let mut x: Vec<f32> = (0..n * input.features()).map(|_| rng.random::<f32>()).collect();

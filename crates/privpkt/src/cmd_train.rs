@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// SGD momentum (with --optimizer sgd).
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
-    /// Learning rate [default: the recipe's: 1e-3; 2 under --dp for behaviour models].
+    /// Learning rate [default: the recipe's: 1e-3; 4 under --dp for behaviour models].
     #[arg(long)]
     pub lr: Option<f64>,
     /// Learning-rate schedule over epochs.
@@ -142,6 +142,7 @@ pub fn config(a: &TrainArgs, ds: &Dataset) -> Result<TrainConfig> {
     cfg.logit_adjust = (a.logit_adjust || r.logit_adjust) && !a.no_logit_adjust;
     cfg.ema = r.ema;
     cfg.augment = r.augment;
+    cfg.ple_bins = r.ple_bins.filter(|_| privpkt_nn::recipe::is_behaviour(arch));
     cfg.weight_decay = a.weight_decay;
     cfg.seed = a.seed.unwrap_or(42);
     cfg.sae_pretrain_epochs = a.pretrain_epochs;

@@ -194,6 +194,11 @@ pub struct DpTrainPlan {
     /// Weight averaging of private cells (0: off).
     pub ema: Option<f64>,
     pub augment_views: Option<usize>,
+    /// Piecewise-linear bins per number of behaviour inputs in private cells trained from
+    /// scratch (a pre-trained model's cells keep its bins).
+    pub ple_bins: Option<usize>,
+    /// Logit adjustment of private centralised cells.
+    pub logit_adjust: Option<bool>,
 }
 
 fn default_title() -> String {
@@ -326,6 +331,8 @@ pub struct TrainPlan {
     /// Logit adjustment (centralised cells; under DP the class counts are released with noise and
     /// accounted).
     pub logit_adjust: bool,
+    /// Piecewise-linear bins per number of behaviour inputs (none: 16).
+    pub ple_bins: Option<usize>,
     /// Settings of DP cells that differ (`[train.dp]`).
     pub dp: DpTrainPlan,
 }
@@ -351,6 +358,7 @@ impl Default for TrainPlan {
             augment_views: 0,
             class_weights: false,
             logit_adjust: false,
+            ple_bins: None,
             dp: DpTrainPlan::default(),
         }
     }
@@ -1003,7 +1011,17 @@ fn train_config(plan: &Plan, cell: &Cell) -> Result<TrainConfig> {
             ..Default::default()
         }),
         class_weights: t.class_weights && !private,
-        logit_adjust: t.logit_adjust && cell.setting == Setting::Centralised,
+        logit_adjust: (if private {
+            o.logit_adjust.unwrap_or(t.logit_adjust)
+        } else {
+            t.logit_adjust
+        }) && cell.setting == Setting::Centralised,
+        // Cells from a pre-trained model take its bins (`run_cell` sets `init`).
+        ple_bins: match (private, cell.public) {
+            (_, true) => None,
+            (true, false) => o.ple_bins.or(t.ple_bins),
+            (false, false) => t.ple_bins,
+        },
         ..TrainConfig::new(cell.model)
     })
 }
@@ -1675,6 +1693,7 @@ mod tests {
             lr = 2.0
             batch_size = "full"
             rounds = 50
+            ple_bins = 4
             [public]
             synthetic = { seed = 9 }
             [sweep]
@@ -1703,9 +1722,13 @@ mod tests {
         assert_eq!(private.lr, 2.0);
         assert_eq!(private.batch_size, privpkt_nn::dp::FULL_BATCH);
         assert_eq!(private.optimizer, Optimizer::Sgd { momentum: 0.0 });
+        assert_eq!(private.ple_bins, Some(4));
         let plain = train_config(&p, &cells[0]).unwrap();
         assert_eq!(plain.lr, 0.001);
         assert_eq!(plain.optimizer, Optimizer::Adam);
+        assert_eq!(plain.ple_bins, None);
+        // A private cell from a pre-trained model keeps that model's bins.
+        assert_eq!(train_config(&p, &cells[4]).unwrap().ple_bins, None);
         // The public plan is part of a public cell's id only.
         let mut q = p.clone();
         q.public.as_mut().unwrap().train_layers = vec!["fc2".into(), "out".into()];

@@ -86,6 +86,12 @@ pub struct RecipeArgs {
     /// Under DP, `head` (or the last layers) keeps most utility: only they spend ε.
     #[arg(long, value_delimiter = ',', requires = "init", help_heading = "Training recipe")]
     pub train_layers: Vec<String>,
+    /// Piecewise-linear bins per number (sizes, gaps, statistics) of flow-behaviour inputs,
+    /// 1–64. Fine bins let a model draw fine thresholds; under DP every bin is weights that
+    /// take noise, and fewer win. [`train` default: 16, 4 with --dp; with --init: the
+    /// pre-trained model's]
+    #[arg(long, help_heading = "Training recipe")]
+    pub ple_bins: Option<usize>,
 }
 
 impl RecipeArgs {
@@ -105,6 +111,11 @@ impl RecipeArgs {
         }
         if let Some(p) = &self.init {
             cfg.init = Some(privpkt_nn::init::InitFrom::new(p, self.train_layers.clone())?);
+            // The pre-trained weights fix the bins, unless asked otherwise.
+            cfg.ple_bins = None;
+        }
+        if self.ple_bins.is_some() {
+            cfg.ple_bins = self.ple_bins;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::deeppacket::{column_sums, im2col};
 use super::{dense_specs, Architecture};
-use crate::arch::{encoded_packet_width, Arch, InputSpec, BINNED_CHANNELS, PLAIN_CHANNELS, PLE_BINS};
+use crate::arch::{encoded_packet_width, Arch, InputSpec, BINNED_CHANNELS, PLAIN_CHANNELS};
 use crate::error::{NnError, Result};
 use crate::model::{
     conv1d_im2col, dense, dropout, BlockGrads, BlockLayer, ConvImpl, HandBlock, Mode, Network, ParamSpec,
@@ -41,14 +41,20 @@ const DROPOUT: f64 = 0.1;
 pub struct SeriesCnn;
 
 /// Behaviour inputs of a packet, without its payload bits.
-const PACKET_BEHAVIOUR: usize = PLAIN_CHANNELS + BINNED_CHANNELS * PLE_BINS;
+fn packet_behaviour(input: &InputSpec) -> usize {
+    PLAIN_CHANNELS + BINNED_CHANNELS * input.bins()
+}
 
 /// Series length, encoded inputs per packet and encoded statistics of a behaviour input.
 fn layout(input: &InputSpec) -> (usize, usize, usize) {
     input
         .behaviour_layout()
         .map_or((0, 0, 0), |(packets, payload_bytes, stats)| {
-            (packets, encoded_packet_width(payload_bytes), stats * PLE_BINS)
+            (
+                packets,
+                encoded_packet_width(payload_bytes, input.bins()),
+                stats * input.bins(),
+            )
         })
 }
 
@@ -86,7 +92,12 @@ impl Architecture for SeriesCnn {
             dense_specs(&mut v, &format!("conv{}", i + 1), k * cin, FILTERS);
             cin = FILTERS;
         }
-        dense_specs(&mut v, "first", packets.min(FIRST_PACKETS) * PACKET_BEHAVIOUR, BRANCH);
+        dense_specs(
+            &mut v,
+            "first",
+            packets.min(FIRST_PACKETS) * packet_behaviour(input),
+            BRANCH,
+        );
         let mut head_in = 2 * FILTERS + BRANCH;
         if stats > 0 {
             dense_specs(&mut v, "stats", stats, BRANCH);
@@ -99,6 +110,7 @@ impl Architecture for SeriesCnn {
 
     fn forward(&self, net: &Network, p: &[Tensor<1>], x: Tensor<2>, mode: &mut Mode<'_>) -> Tensor<2> {
         let (packets, channels, stats) = layout(&net.input);
+        let behaviour = packet_behaviour(&net.input);
         let [n, _] = x.dims();
         let series_len = packets * channels;
         let first_n = packets.min(FIRST_PACKETS);
@@ -128,9 +140,9 @@ impl Architecture for SeriesCnn {
                         .for_each(|(d, r)| pick(r, d));
                     Tensor::<2>::from_data(TensorData::new(v, [n, width]), &device)
                 };
-                let first = gather(first_n * PACKET_BEHAVIOUR, &|r, d| {
-                    for (j, d) in d.chunks_exact_mut(PACKET_BEHAVIOUR).enumerate() {
-                        d.copy_from_slice(&r[j * channels..][..PACKET_BEHAVIOUR]);
+                let first = gather(first_n * behaviour, &|r, d| {
+                    for (j, d) in d.chunks_exact_mut(behaviour).enumerate() {
+                        d.copy_from_slice(&r[j * channels..][..behaviour]);
                     }
                 });
                 let s = (stats > 0).then(|| gather(stats, &|r, d| d.copy_from_slice(&r[series_len..])));
@@ -156,8 +168,8 @@ impl Architecture for SeriesCnn {
                 let count = mask.sum_dim(1).clamp_min(1.0).reshape([n, 1]);
                 let mean = h.sum_dim(1).reshape([n, FILTERS]) / count;
                 let first = series
-                    .slice([Slice::from(..), Slice::from(..first_n), Slice::from(..PACKET_BEHAVIOUR)])
-                    .reshape([n, first_n * PACKET_BEHAVIOUR]);
+                    .slice([Slice::from(..), Slice::from(..first_n), Slice::from(..behaviour)])
+                    .reshape([n, first_n * behaviour]);
                 let s = (stats > 0).then(|| x.slice([Slice::from(..), Slice::from(series_len..)]));
                 (Tensor::cat(vec![max, mean], 1), first, s)
             }
