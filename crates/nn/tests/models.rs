@@ -4,7 +4,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use privpkt_capture::{BehaviourConfig, DeepPacketConfig, FlowPicConfig, Representation};
 use privpkt_nn::model::{conv1d_burn, conv1d_im2col, ConvImpl, Mode, ProbeKind};
-use privpkt_nn::{Arch, InputSpec, Network, NnError};
+use privpkt_nn::train::StepStats;
+use privpkt_nn::{Arch, InputSpec, Network, NnError, ParamSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -177,6 +178,32 @@ fn rel_close(a: &TensorData, b: &TensorData, what: &str) {
     }
 }
 
+/// Loss and parameter gradients of a batch, dropout seeded.
+fn seeded_gradients(net: &Network, params: &privpkt_nn::Params, x: &[f32], y: &[u32]) -> (Vec<TensorData>, StepStats) {
+    privpkt_nn::train::gradients(
+        net,
+        params,
+        x.to_vec(),
+        y,
+        None,
+        Some(&mut ChaCha8Rng::seed_from_u64(0)),
+    )
+}
+
+/// The same loss (to 1e-5) and parameter gradients ([`rel_close`]), tensor by tensor.
+fn same_gradients(
+    got: &(Vec<TensorData>, StepStats),
+    want: &(Vec<TensorData>, StepStats),
+    specs: &[ParamSpec],
+    what: &str,
+) {
+    let (l, w) = (got.1.loss, want.1.loss);
+    assert!((l - w).abs() < 1e-5 * w.abs().max(1.0), "{what}: loss {l} vs {w}");
+    for ((a, b), spec) in got.0.iter().zip(&want.0).zip(specs) {
+        rel_close(a, b, &format!("{what} {}", spec.name));
+    }
+}
+
 fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
@@ -270,27 +297,11 @@ fn deeppacket_networks_same_with_every_conv() {
         let y = [1u32, 3];
         let mut run = |conv| {
             net.conv = conv;
-            privpkt_nn::train::gradients(
-                &net,
-                &params,
-                x.clone(),
-                &y,
-                None,
-                Some(&mut ChaCha8Rng::seed_from_u64(0)),
-            )
+            seeded_gradients(&net, &params, &x, &y)
         };
-        let (gb, sb) = run(ConvImpl::Burn);
+        let burn = run(ConvImpl::Burn);
         for conv in [ConvImpl::Im2col, ConvImpl::Im2colAutodiff] {
-            let (ga, sa) = run(conv);
-            assert!(
-                (sa.loss - sb.loss).abs() < 1e-5 * sb.loss.abs().max(1.0),
-                "{arch} {conv:?}: {} vs {}",
-                sa.loss,
-                sb.loss
-            );
-            for ((a, b), spec) in ga.iter().zip(&gb).zip(&params.specs) {
-                rel_close(a, b, &format!("{arch} {conv:?} {}", spec.name));
-            }
+            same_gradients(&run(conv), &burn, &params.specs, &format!("{arch} {conv:?}"));
         }
     }
 }
@@ -340,33 +351,19 @@ fn series_block_equals_autodiff() {
                     &mut Mode::eval(),
                 )
                 .into_data();
-            let (g, s) = privpkt_nn::train::gradients(
-                &net,
-                &params,
-                x.clone(),
-                &y,
-                None,
-                Some(&mut ChaCha8Rng::seed_from_u64(0)),
-            );
-            (logits, g, s)
+            (logits, seeded_gradients(&net, &params, &x, &y))
         };
-        let (la, ga, sa) = run(ConvImpl::Im2colAutodiff);
-        let (lb, gb, sb) = run(ConvImpl::Im2col);
+        let (la, autodiff) = run(ConvImpl::Im2colAutodiff);
+        let (lb, block) = run(ConvImpl::Im2col);
         rel_close(&lb, &la, "series logits");
-        assert!(
-            (sa.loss - sb.loss).abs() < 1e-5 * sa.loss.abs().max(1.0),
-            "{} vs {}",
-            sb.loss,
-            sa.loss
-        );
-        for ((b, a), spec) in gb.iter().zip(&ga).zip(&params.specs) {
+        for (g, spec) in autodiff.0.iter().zip(&params.specs) {
             assert!(
-                a.as_slice::<f32>().unwrap().iter().any(|&v| v != 0.0),
+                g.as_slice::<f32>().unwrap().iter().any(|&v| v != 0.0),
                 "{}: some gradient",
                 spec.name
             );
-            rel_close(b, a, &format!("series-cnn {}", spec.name));
         }
+        same_gradients(&block, &autodiff, &params.specs, "series-cnn");
     }
 }
 
