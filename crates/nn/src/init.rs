@@ -101,8 +101,6 @@ pub fn trainable(init: Option<&InitFrom>, specs: &[ParamSpec]) -> Result<Vec<boo
         .collect())
 }
 
-/// The starting weights of `net` (classes `classes`) from `init`, with `fresh` (the run's own
-/// initialisation) for layers that do not fit; and what to record of it.
 /// The pre-trained model of `init`, refused if the file changed since the run was configured.
 pub fn pretrained(init: &InitFrom) -> Result<crate::modelfile::LoadedModel> {
     let path = Path::new(&init.model);
@@ -117,6 +115,8 @@ pub fn pretrained(init: &InitFrom) -> Result<crate::modelfile::LoadedModel> {
     load_model(path)
 }
 
+/// The starting weights of `net` (classes `classes`) from `init`, with `fresh` (the run's own
+/// initialisation) for layers that do not fit; and what to record of it.
 pub fn load_init(
     init: &InitFrom,
     net: &Network,
@@ -127,6 +127,15 @@ pub fn load_init(
     let public = pretrained(init)?;
     let sha = init.model_sha256.clone();
     let meta = public.meta();
+    if meta.arch == net.arch && meta.input.same_samples(&net.input) && meta.input != net.input {
+        return Err(NnError::Incompatible(format!(
+            "{}: the pre-trained model sees numbers in {} bins, this run asks for {} (--ple-bins): leave it out to \
+             take the pre-trained model's",
+            init.model,
+            meta.input.bins(),
+            net.input.bins()
+        )));
+    }
     if meta.arch != net.arch || meta.input != net.input {
         return Err(NnError::Incompatible(format!(
             "{}: a {} model for {}; this run trains a {} for {}: pre-train the same architecture on data prepared \

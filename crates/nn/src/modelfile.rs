@@ -19,7 +19,17 @@ use crate::tensors::{self, NamedTensor};
 use crate::train::{EpochRecord, TrainConfig};
 
 pub const MODEL_FORMAT: &str = "privpkt-model";
-pub const MODEL_FORMAT_VERSION: u32 = 1;
+pub const MODEL_FORMAT_VERSION: u32 = 2;
+
+/// The format version a model of `input` is written with: 2 when its behaviour input has other
+/// than the default bins (a v1 reader would take it for 16 and call the file corrupt), else 1,
+/// which every privpkt reads.
+pub fn format_version_for(input: &InputSpec) -> u32 {
+    match input {
+        InputSpec::Behaviour { bins, .. } if *bins != crate::arch::PLE_BINS => 2,
+        _ => 1,
+    }
+}
 /// Header metadata key holding the [`ModelMeta`] JSON.
 pub const META_KEY: &str = "privpkt";
 
@@ -72,7 +82,7 @@ impl ModelMeta {
     pub fn for_dataset(ds: &Dataset, net: &Network, train: &TrainConfig) -> Result<ModelMeta> {
         Ok(ModelMeta {
             format: MODEL_FORMAT.into(),
-            format_version: MODEL_FORMAT_VERSION,
+            format_version: format_version_for(&net.input),
             privpkt_version: env!("CARGO_PKG_VERSION").into(),
             arch: train.arch,
             input: net.input,
@@ -267,6 +277,13 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         .ok_or_else(|| corrupt(format!("no `{META_KEY}` metadata: not written by privpkt")))?;
     let meta: ModelMeta = serde_json::from_str(json).map_err(|e| corrupt(format!("metadata: {e}")))?;
     check_records(&meta).map_err(corrupt)?;
+    let bins = meta.input.bins();
+    if matches!(meta.input, InputSpec::Behaviour { .. }) && !(1..=crate::arch::MAX_PLE_BINS).contains(&bins) {
+        return Err(corrupt(format!(
+            "a behaviour input with {bins} bins per number (1–{} are made)",
+            crate::arch::MAX_PLE_BINS
+        )));
+    }
     if meta.format != MODEL_FORMAT || meta.format_version > MODEL_FORMAT_VERSION {
         return Err(corrupt(format!(
             "format {} v{} is not readable by this privpkt (expects {MODEL_FORMAT} v{MODEL_FORMAT_VERSION})",

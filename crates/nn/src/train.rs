@@ -24,7 +24,7 @@ use crate::error::{NnError, Result};
 use crate::init::{load_init, trainable, InitFrom, Pretraining};
 use crate::metrics::ConfusionMatrix;
 use crate::model::{cross_entropy, dense, Mode, Network, ParamSpec, Params, SAE_LAYERS};
-use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT, MODEL_FORMAT_VERSION};
+use crate::modelfile::{self, HistorySummary, Model, ModelMeta, MODEL_FORMAT};
 use crate::optim::{OptimState, Optimizer};
 use crate::tensors::{self, NamedTensor};
 
@@ -1183,7 +1183,7 @@ pub fn train_samples(
     let history = st.meta.history.clone();
     let meta = ModelMeta {
         format: MODEL_FORMAT.into(),
-        format_version: MODEL_FORMAT_VERSION,
+        format_version: modelfile::format_version_for(&net.input),
         privpkt_version: env!("CARGO_PKG_VERSION").into(),
         arch: cfg.arch,
         input: net.input,

@@ -174,7 +174,20 @@ fn piecewise_linear_bins_are_the_models_choice() {
     save_model(&path, &out.model).unwrap();
     let back = load_model(&path).unwrap();
     assert_eq!(back.meta().input, input);
+    assert_eq!(back.meta().format_version, 2, "a v1 reader would assume 16 bins");
     check_compatible(back.meta(), &ds.manifest).unwrap();
+    // A file claiming 0 bins is refused as corrupt, never sliced by.
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == br#"bins\":4"#)
+        .expect("bins in the header");
+    let mut bad = bytes.clone();
+    bad[at + 7] = b'0';
+    let bad_path = d.path().join("bad.safetensors");
+    std::fs::write(&bad_path, bad).unwrap();
+    let e = load_model(&bad_path).unwrap_err();
+    assert!(e.to_string().contains("0 bins per number"), "{e}");
     assert_eq!(test_accuracy(&back, &ds), 1.0);
     // Model files from before the setting read as the default bins.
     let old: InputSpec =
@@ -215,7 +228,7 @@ fn piecewise_linear_bins_are_the_models_choice() {
         ..private.clone()
     };
     let e = train(&ds, &other, &d.path().join("wo"), false, &quiet).unwrap_err();
-    assert!(e.to_string().contains("numbers in 4 bins"), "{e}");
+    assert!(e.to_string().contains("numbers in 4 bins, this run asks for 16"), "{e}");
     for (bins, arch, want) in [
         (0, Arch::Logistic, "1..=64"),
         (65, Arch::Logistic, "1..=64"),
