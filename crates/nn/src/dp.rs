@@ -614,7 +614,8 @@ impl DpRun {
         let run = DpRun {
             cfg: dp.clone(),
             units,
-            batch: cfg.batch_size,
+            // A full batch expects every unit (the sentinel is not a count).
+            batch: if full { n_units } else { cfg.batch_size },
             q,
             sigma,
             sigma_calibrated: calibrated,

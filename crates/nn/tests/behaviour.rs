@@ -76,6 +76,10 @@ fn private_full_batch_with_averaging_and_views() {
     let out = train(&ds, &c, &d.path().join("w"), false, &quiet).unwrap();
     let p = out.model.meta().privacy.clone().unwrap();
     assert_eq!(p["q"], 1.0, "full batch: every flow in every step");
+    assert_eq!(
+        p["expected_units_per_step"], p["units"],
+        "a full batch expects every flow"
+    );
     assert_eq!(p["steps"], 30);
     assert!(p["epsilon"].as_f64().unwrap() <= 8.0 + 1e-9);
     assert!(
