@@ -829,6 +829,10 @@ fn comparable(cfg: &TrainConfig) -> serde_json::Value {
     if let Some(o) = v.as_object_mut() {
         o.remove("epochs");
         o.remove("patience");
+        // The default bins, said or not (checkpoints from before the setting have none).
+        if o.get("ple_bins").and_then(serde_json::Value::as_u64) == Some(crate::arch::PLE_BINS as u64) {
+            o.remove("ple_bins");
+        }
     }
     v
 }
@@ -1320,5 +1324,26 @@ fn pretrain_sae(net: &Network, params: &mut Params, train: &Samples, cfg: &Train
         let mut vals = ae.values.into_iter();
         params.values[2 * k] = vals.next().expect("encoder weight");
         params.values[2 * k + 1] = vals.next().expect("encoder bias");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_bins_said_or_not_resume_alike() {
+        let plain = TrainConfig::new(Arch::Logistic);
+        let said = TrainConfig {
+            ple_bins: Some(crate::arch::PLE_BINS),
+            epochs: 7,
+            ..plain.clone()
+        };
+        assert_eq!(comparable(&plain), comparable(&said));
+        let other = TrainConfig {
+            ple_bins: Some(4),
+            ..plain.clone()
+        };
+        assert_ne!(comparable(&plain), comparable(&other));
     }
 }
