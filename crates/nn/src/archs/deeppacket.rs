@@ -216,7 +216,8 @@ pub(crate) fn column_sums(g: &[f32], n: usize, c: usize) -> Vec<f32> {
     out
 }
 
-fn host(t: Tensor<1>) -> Vec<f32> {
+/// A parameter tensor's values on the host.
+pub(crate) fn host(t: Tensor<1>) -> Vec<f32> {
     t.inner().into_data().try_into_vec::<f32>().expect("f32 tensor")
 }
 

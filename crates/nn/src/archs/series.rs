@@ -18,7 +18,7 @@ use burn::tensor::{Slice, Tensor, TensorData};
 use privpkt_privacy::linalg::{gemm_into, Mat};
 use rayon::prelude::*;
 
-use super::deeppacket::{column_sums, im2col};
+use super::deeppacket::{column_sums, host, im2col};
 use super::{dense_specs, Architecture};
 use crate::arch::{encoded_packet_width, Arch, InputSpec, BINNED_CHANNELS, PLAIN_CHANNELS};
 use crate::error::{NnError, Result};
@@ -213,10 +213,6 @@ pub struct SeriesBlock {
     pub features: Vec<f32>,
 }
 
-fn host(t: &Tensor<1>) -> Vec<f32> {
-    t.clone().inner().into_data().try_into_vec::<f32>().expect("f32 tensor")
-}
-
 impl SeriesBlock {
     /// Run on `x` `[N, features]` (scaled behaviour inputs, row-major) whose series are
     /// `packets` × `channels`; `for_backward` keeps the column matrices.
@@ -239,7 +235,7 @@ impl SeriesBlock {
             } else {
                 im2col(&acts[i - 1], [n, len, cin], k, 1)
             };
-            let (w, b) = (host(&p[2 * i]), host(&p[2 * i + 1]));
+            let (w, b) = (host(p[2 * i].clone()), host(p[2 * i + 1].clone()));
             let mut z = vec![0f32; n * lout * FILTERS];
             gemm_into(
                 &mut z,
@@ -373,9 +369,9 @@ impl HandBlock for SeriesBlock {
                 }
             }
         });
-        let w3 = host(&p[4]);
+        let w3 = host(p[4].clone());
         let g2 = conv_input_grad(&g3, &w3, &self.acts[1], n, [self.lens[1], w, KERNELS[2]], FILTERS);
-        let w2 = host(&p[2]);
+        let w2 = host(p[2].clone());
         let g1 = conv_input_grad(
             &g2,
             &w2,
